@@ -1,0 +1,1 @@
+"""River models, drift detection and the checkpoint format. No Kafka, no Redis."""

@@ -1,0 +1,1 @@
+"""Pydantic messages and configuration of Driftline. No I/O happens here."""

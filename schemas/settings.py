@@ -1,0 +1,50 @@
+"""Driftline's settings: one frozen object built from ``DRIFTLINE_*`` variables.
+
+Build it once at start-up and pass it in; nothing reads the environment
+behind its back.
+
+>>> s = Settings(kafka_bootstrap="k:9092", topic_prefix="demo.")
+>>> s.topic("events"), s.topic("deadletter")
+('demo.events', 'demo.deadletter')
+>>> s.checkpoint_key is None
+True
+"""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All tunables of a Driftline worker, read from ``DRIFTLINE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"),
+                                 description="Redis URL for checkpoints (may hold a password).")
+    topic_prefix: str = Field("driftline.", description="Prefix of the four topics.")
+    app_id: str = Field("driftline", description="Faust app id = Kafka consumer group.")
+    models: Path | None = Field(None, description="Models file (TOML); built-in default if unset.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics, /health, /ready.")
+    web_host: str = Field("0.0.0.0", description="Interface the web server binds.")
+    max_message_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted event.")
+    max_features: int = Field(10_000, gt=0, description="Most features an event may carry.")
+    deadletter_max_bytes: int = Field(512 * 1024, gt=0,
+                                      description="Dead-letter payloads are cut to this prefix.")
+    alert_cooldown: int = Field(1_000, ge=0,
+                                description="Events after an alert during which ADWIN's "
+                                            "repeated detections of the same change are muted.")
+    batch_max: int = Field(500, gt=0, description="Most events handled per batch.")
+    batch_within: float = Field(0.005, gt=0, description="Seconds to wait to fill a batch.")
+    checkpoint_key: SecretStr | None = Field(None, description="HMAC key for checkpoints.")
+    checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
+    checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
+    checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")
+    log_json: bool = Field(False, description="Log one JSON object per line.")
+    log_level: str = Field("info", description="Log level of the worker.")
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the topics: events, predictions, alerts, deadletter."""
+        return f"{self.topic_prefix}{name}"

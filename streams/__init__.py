@@ -1,0 +1,1 @@
+"""The Faust app, its agents, the CLI, web views and metrics."""

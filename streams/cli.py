@@ -1,0 +1,26 @@
+"""The ``driftline`` command line.
+
+Every expected failure (a :class:`~schemas.exceptions.DriftlineError`) ends
+as one line on stderr and exit code 1, never a traceback.
+"""
+
+import sys
+
+import typer
+
+from schemas.exceptions import DriftlineError
+from streams.commands import demo, services
+
+app = typer.Typer(help="Driftline: online machine learning on Kafka event streams.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(services.app, name="services")
+app.command()(demo.demo)
+
+
+def main() -> None:
+    """Entry point of the ``driftline`` console script."""
+    try:
+        app()
+    except DriftlineError as exc:
+        typer.echo(f"driftline: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""One module per ``driftline`` sub-command group; ``streams.cli`` assembles them."""

@@ -1,0 +1,179 @@
+"""A single-node KRaft Apache Kafka broker run from Maven-fetched jars.
+
+>>> broker = KafkaBroker(data_dir=Path("/tmp/example"), port=9092, controller_port=9093)
+>>> broker.bootstrap
+'127.0.0.1:9092'
+"""
+
+import asyncio
+import base64
+import logging
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from streams.exceptions import ServiceError
+from streams.localservices.paths import cache_dir, ops_dir
+from streams.localservices.ports import HOST, claim_port, free_port
+from streams.localservices.process import ManagedProcess, require_executable
+
+_MVN_HINT = "install Apache Maven (Debian: apt-get install -y maven)"
+_JAVA_HINT = "install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)"
+_LOG4J = """log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+"""
+
+
+def kafka_version() -> str:
+    """The Kafka version pinned in ``ops/kafka/pom.xml``."""
+    tree = ET.parse(ops_dir() / "kafka" / "pom.xml")
+    node = tree.find("{http://maven.apache.org/POM/4.0.0}properties/"
+                     "{http://maven.apache.org/POM/4.0.0}kafka.version")
+    if node is None or not node.text:
+        raise ServiceError("ops/kafka/pom.xml has no <kafka.version> property")
+    return node.text.strip()
+
+
+def ensure_jars() -> Path:
+    """Fetch Kafka's jars once into the cache and return their folder.
+
+    A second call finds the ``.complete`` marker and downloads nothing.
+    """
+    libs = cache_dir() / f"kafka-{kafka_version()}" / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    require_java()
+    mvn = require_executable("mvn", _MVN_HINT)
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    cmd = [mvn, "-q", "-B", "-f", str(ops_dir() / "kafka" / "pom.xml"),
+           "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
+           "-DincludeScope=runtime"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise ServiceError(f"mvn could not fetch Kafka's jars: {last[0]}")
+    (staging / ".complete").write_text(kafka_version())
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    return libs
+
+
+def require_java() -> str:
+    """Path of a Java 17+ ``java``, or a one-line :class:`ServiceError`."""
+    java = require_executable("java", _JAVA_HINT)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)', out.stderr + out.stdout)
+    if match is None or int(match.group(1)) < 17:
+        raise ServiceError(f"java at {java} is older than 17: {_JAVA_HINT}")
+    return java
+
+
+def cluster_id_of(bootstrap: str, timeout: float = 5.0) -> str:
+    """Ask the broker for its metadata and return the cluster id it reports."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def ask() -> str:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
+                                    request_timeout_ms=int(timeout * 1000))
+        await asyncio.wait_for(admin.start(), timeout)
+        try:
+            info = await asyncio.wait_for(admin.describe_cluster(), timeout)
+        finally:
+            await admin.close()
+        return str(info["cluster_id"])
+
+    return asyncio.run(ask())
+
+
+def _accepts(port: int) -> bool:
+    """True when a TCP connection to ``127.0.0.1:port`` succeeds."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class KafkaBroker:
+    """One broker+controller KRaft node listening on ``127.0.0.1:port``."""
+
+    data_dir: Path
+    port: int
+    controller_port: int
+    process: ManagedProcess | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, data_dir: Path, port: int | None = None) -> "KafkaBroker":
+        """A broker on ``port`` (or a free one) storing its log under ``data_dir``."""
+        return cls(data_dir=data_dir, port=claim_port(port, "kafka"),
+                   controller_port=free_port())
+
+    @property
+    def bootstrap(self) -> str:
+        """The ``host:port`` clients bootstrap from."""
+        return f"{HOST}:{self.port}"
+
+    def start(self, die_with_parent: bool, timeout: float = 60.0) -> str:
+        """Format storage, start the JVM and wait for metadata; return the cluster id."""
+        java = require_java()
+        libs = ensure_jars()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self.data_dir / "server.properties"
+        template = Template((ops_dir() / "kafka" / "server.properties.template").read_text())
+        props.write_text(template.substitute(
+            port=self.port, controller_port=self.controller_port,
+            log_dir=self.data_dir / "log"))
+        (self.data_dir / "log4j.properties").write_text(_LOG4J)
+        classpath = f"{libs}/*"
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        fmt = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
+             "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True, check=False)
+        if fmt.returncode != 0:
+            raise ServiceError(f"kafka storage format failed: {fmt.stderr.strip()[-300:]}")
+        self.process = ManagedProcess.spawn(
+            [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
+             f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}",
+             "-cp", classpath, "kafka.Kafka", str(props)],
+            log_path=self.data_dir / "broker.log", die_with_parent=die_with_parent)
+        return self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and not self.process.alive():
+                tail = (self.data_dir / "broker.log").read_text(errors="replace")[-400:]
+                raise ServiceError(f"kafka exited during start-up: {tail.strip()}")
+            if not _accepts(self.port):
+                time.sleep(0.1)  # polling the port with a deadline, not synchronising
+                continue
+            try:
+                return cluster_id_of(self.bootstrap, timeout=2.0)
+            except Exception as exc:
+                last_error = exc
+                time.sleep(0.2)
+        self.stop()
+        raise ServiceError(f"kafka did not answer a metadata request within {timeout:.0f}s: "
+                           f"{last_error!r}")
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after a grace period)."""
+        if self.process is not None:
+            self.process.stop(timeout=20.0)

@@ -1,0 +1,106 @@
+"""Kafka + Redis for development: ``driftline services up|down|status``.
+
+The processes outlive the command that started them; their pids and
+addresses are kept in ``run_dir()/services.json`` so that ``down`` works
+from another shell. A service the user points elsewhere
+(``DRIFTLINE_KAFKA_BOOTSTRAP``, ``DRIFTLINE_REDIS_URL``) is not started.
+
+>>> Addresses(kafka_bootstrap="127.0.0.1:9092", redis_url="redis://127.0.0.1:6379/0").as_env()
+{'DRIFTLINE_KAFKA_BOOTSTRAP': '127.0.0.1:9092', 'DRIFTLINE_REDIS_URL': 'redis://127.0.0.1:6379/0'}
+"""
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.exceptions import ServiceError
+from streams.localservices.kafka import KafkaBroker
+from streams.localservices.paths import run_dir
+from streams.localservices.process import ManagedProcess
+from streams.localservices.redis import RedisServer
+
+KAFKA_ENV = "DRIFTLINE_KAFKA_BOOTSTRAP"
+REDIS_ENV = "DRIFTLINE_REDIS_URL"
+_STATE = "services.json"
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where the running services answer."""
+
+    kafka_bootstrap: str
+    redis_url: str
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables a worker reads these addresses from."""
+        return {KAFKA_ENV: self.kafka_bootstrap, REDIS_ENV: self.redis_url}
+
+
+def _state_path() -> Path:
+    return run_dir() / _STATE
+
+
+def _read_state() -> dict[str, dict[str, object]]:
+    path = _state_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _alive(entry: dict[str, object]) -> bool:
+    pid = entry.get("pid")
+    return isinstance(pid, int) and ManagedProcess(pid=pid).alive()
+
+
+def up(kafka_port: int | None = None, redis_port: int | None = None,
+       appendonly: bool = True) -> Addresses:
+    """Start whatever is not already running or pointed elsewhere; return addresses."""
+    state = {name: entry for name, entry in _read_state().items() if _alive(entry)}
+    base = run_dir()
+    kafka = os.environ.get(KAFKA_ENV)
+    if kafka:
+        state.pop("kafka", None)
+    elif "kafka" not in state:
+        shutil.rmtree(base / "kafka", ignore_errors=True)
+        broker = KafkaBroker.create(base / "kafka", port=kafka_port)
+        broker.start(die_with_parent=False)
+        assert broker.process is not None
+        state["kafka"] = {"pid": broker.process.pid, "address": broker.bootstrap}
+        _write_state(state)
+    redis_url = os.environ.get(REDIS_ENV)
+    if redis_url:
+        state.pop("redis", None)
+    elif "redis" not in state:
+        server = RedisServer.create(base / "redis", port=redis_port, appendonly=appendonly)
+        server.start(die_with_parent=False)
+        assert server.process is not None
+        state["redis"] = {"pid": server.process.pid, "address": server.url}
+    _write_state(state)
+    return Addresses(kafka_bootstrap=kafka or str(state["kafka"]["address"]),
+                     redis_url=redis_url or str(state["redis"]["address"]))
+
+
+def _write_state(state: dict[str, dict[str, object]]) -> None:
+    tmp = _state_path().with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(_state_path())
+
+
+def status() -> dict[str, dict[str, object]]:
+    """Each service started by ``up``, with its pid, address and whether it runs."""
+    return {name: {**entry, "running": _alive(entry)} for name, entry in _read_state().items()}
+
+
+def down() -> list[str]:
+    """Stop every service ``up`` started; return the names stopped."""
+    stopped = []
+    for name, entry in _read_state().items():
+        pid = entry.get("pid")
+        if isinstance(pid, int) and _alive(entry):
+            ManagedProcess(pid=pid).stop(timeout=20.0)
+            stopped.append(name)
+    _state_path().unlink(missing_ok=True)
+    return stopped
+
+
+__all__ = ["Addresses", "ServiceError", "down", "status", "up"]

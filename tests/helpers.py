@@ -1,0 +1,72 @@
+"""Small helpers shared by the tests."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the ``driftline`` console script and capture its output."""
+    return subprocess.run([DRIFTLINE, *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def service_processes(under: str) -> list[int]:
+    """Pids of live java / redis-server processes whose command line or cwd is under ``under``.
+
+    redis-server rewrites its command line, so its working directory (its
+    ``--dir``) is what ties it to a folder.
+    """
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+            state = (proc / "stat").read_text().split(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if comm in ("java", "redis-server") and state != "Z" and (
+                under in cmdline or cwd.startswith(under)):
+            found.append(int(proc.name))
+    return found
+
+
+def env_with_path(path_dirs: list[Path], **extra: str) -> dict[str, str]:
+    """The current environment with PATH replaced and some variables added."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(str(d) for d in path_dirs)
+    env.update(extra)
+    return env
+
+
+def bin_dir_with(tmp: Path, *names: str) -> Path:
+    """A folder holding links to just the named executables."""
+    folder = tmp / "bin"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        target = shutil.which(name)
+        assert target, f"{name} must be installed for this test"
+        (folder / name).symlink_to(target)
+    return folder

@@ -1,0 +1,77 @@
+"""No java or redis-server outlives `services down` or an interrupted test run."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import redis
+
+from streams.localservices.kafka import cluster_id_of
+from tests.helpers import run_cli, service_processes, wait_for
+
+
+def test_services_up_status_down_leaves_nothing(tmp_path):
+    env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run")}
+    env.pop("DRIFTLINE_KAFKA_BOOTSTRAP", None)
+    env.pop("DRIFTLINE_REDIS_URL", None)
+    up = run_cli("services", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines())
+    try:
+        assert len(cluster_id_of(exports["DRIFTLINE_KAFKA_BOOTSTRAP"])) == 22
+        client = redis.Redis.from_url(exports["DRIFTLINE_REDIS_URL"])
+        assert client.ping()
+        client.close()
+        status = run_cli("services", "status", env=env).stdout
+        assert status.count("running") == 2
+        assert len(service_processes(str(tmp_path / "run"))) == 2
+    finally:
+        down = run_cli("services", "down", env=env)
+    assert down.stdout.strip() == "stopped: kafka, redis"
+    assert service_processes(str(tmp_path / "run")) == []
+
+
+def test_pointed_elsewhere_is_not_started(tmp_path, kafka, redis_server):
+    env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run"),
+           "DRIFTLINE_KAFKA_BOOTSTRAP": kafka.bootstrap, "DRIFTLINE_REDIS_URL": redis_server}
+    up = run_cli("services", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    assert f"export DRIFTLINE_KAFKA_BOOTSTRAP={kafka.bootstrap}" in up.stdout
+    assert service_processes(str(tmp_path / "run")) == []
+
+
+INNER_TEST = textwrap.dedent('''
+    import os, threading
+    from pathlib import Path
+
+    def test_hold(kafka, redis_server):
+        Path(os.environ["READY_FILE"]).write_text(kafka.bootstrap)
+        threading.Event().wait(120)
+''')
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_interrupted_test_run_leaves_nothing(tmp_path, how):
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # noqa: F403\n")
+    basetemp = tmp_path / "inner-tmp"
+    ready = tmp_path / "ready"
+    env = {**os.environ, "READY_FILE": str(ready), "PYTHONPATH": os.getcwd()}
+    env.pop("DRIFTLINE_TEST_KAFKA_BOOTSTRAP", None)
+    env.pop("DRIFTLINE_TEST_REDIS_URL", None)
+    inner = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         "-c", "/dev/null", f"--basetemp={basetemp}", str(tmp_path / "test_inner.py")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(ready.exists, 120, "the inner run's services")
+        assert len(service_processes(str(basetemp))) == 2  # java and redis-server
+        inner.send_signal(how)
+        inner.wait(timeout=60)
+        wait_for(lambda: service_processes(str(basetemp)) == [], 30,
+                 "services of the interrupted run to end")
+    finally:
+        inner.kill()
