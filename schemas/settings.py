@@ -27,10 +27,16 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("driftline.", description="Prefix of the four topics.")
     app_id: str = Field("driftline", description="Faust app id = Kafka consumer group.")
     models: Path | None = Field(None, description="Models file (TOML); built-in default if unset.")
+    data_dir: Path = Field(Path(".driftline"), description="Worker's local files (Faust datadir).")
+    topic_partitions: int = Field(4, gt=0, description="Partitions of topics the worker creates.")
+    topic_replication: int = Field(1, gt=0, description="Replication of topics it creates.")
+    max_fetch_bytes: int = Field(4 * 1024 * 1024, gt=0,
+                                 description="Largest message fetched or produced; larger "
+                                             "events than the 1 MiB limit must still arrive "
+                                             "to be dead-lettered.")
+    commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics, /health, /ready.")
     web_host: str = Field("0.0.0.0", description="Interface the web server binds.")
-    max_message_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted event.")
-    max_features: int = Field(10_000, gt=0, description="Most features an event may carry.")
     deadletter_max_bytes: int = Field(512 * 1024, gt=0,
                                       description="Dead-letter payloads are cut to this prefix.")
     alert_cooldown: int = Field(1_000, ge=0,

@@ -9,12 +9,14 @@ import sys
 import typer
 
 from schemas.exceptions import DriftlineError
-from streams.commands import demo, services
+from streams.commands import demo, produce, services, worker
 
 app = typer.Typer(help="Driftline: online machine learning on Kafka event streams.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(services.app, name="services")
 app.command()(demo.demo)
+app.command()(worker.worker)
+app.command()(produce.produce)
 
 
 def main() -> None:

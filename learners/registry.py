@@ -1,0 +1,36 @@
+"""All configured models, checked once at start-up, handing out fresh learners.
+
+>>> from schemas.models_file import ModelsConfig
+>>> registry = ModelRegistry(ModelsConfig.default(), cooldown=1000)
+>>> registry.names, type(registry.new_learner("default").model).__name__
+(('default',), 'Pipeline')
+"""
+
+from learners.learner import Learner
+from learners.metric import make_metric
+from learners.pipeline_text import build_pipeline
+from schemas.exceptions import ConfigError
+from schemas.models_file import ModelsConfig
+
+
+class ModelRegistry:
+    """Validates every model of a :class:`ModelsConfig` and builds learners for it.
+
+    Raises:
+        ConfigError: one line naming the model and what is wrong with it.
+    """
+
+    def __init__(self, config: ModelsConfig, cooldown: int) -> None:
+        self.config = config
+        self.cooldown = cooldown
+        for name, spec in config.models.items():
+            try:
+                build_pipeline(spec.pipeline)
+                make_metric(spec.metric)
+            except ConfigError as exc:
+                raise ConfigError(f"models file: model '{name}': {exc}") from None
+        self.names = tuple(config.models)
+
+    def new_learner(self, name: str) -> Learner:
+        """A learner with a fresh, unfitted model for ``name``."""
+        return Learner.from_spec(self.config.models[name], self.cooldown)

@@ -1,0 +1,61 @@
+"""Dead letters: the reason a message could not be scored, and its original payload.
+
+A payload that is not UTF-8 is carried as base64; one over ``max_bytes`` is
+cut to that prefix with its full length and SHA-256, and stays addressable by
+topic, partition and offset.
+
+>>> import orjson
+>>> from streams.records import Record
+>>> dl = orjson.loads(dead_letter(Record("t", 0, 5, b"k", b"not json", None),
+...                               "invalid_json", "expected value", [], 1024, "now"))
+>>> dl["payload"], dl["error"]["type"], dl["payload_truncated"]
+('not json', 'invalid_json', False)
+>>> dl = orjson.loads(dead_letter(Record("t", 0, 6, None, b"\\xff" * 10, None),
+...                               "invalid_encoding", "not UTF-8", [], 4, "now"))
+>>> dl["payload"], dl["payload_encoding"], dl["payload_truncated"], dl["payload_length"]
+('/////w==', 'base64', True, 10)
+"""
+
+import base64
+import hashlib
+from typing import Any
+
+import orjson
+
+from streams.records import Record
+
+
+def _text_or_base64(data: bytes) -> tuple[str, str | None]:
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def dead_letter(record: Record, error_type: str, message: str, details: list[Any],
+                max_bytes: int, at: str) -> bytes:
+    """The JSON dead letter for ``record``."""
+    doc: dict[str, Any] = {"topic": record.topic, "partition": record.partition,
+                           "offset": record.offset}
+    if record.key is None:
+        doc["key"] = None
+    else:
+        doc["key"], key_encoding = _text_or_base64(record.key)
+        if key_encoding:
+            doc["key_encoding"] = key_encoding
+    value = record.value
+    if value is None:
+        doc["payload"] = None
+    else:
+        truncated = len(value) > max_bytes
+        if truncated:
+            doc["payload_length"] = len(value)
+            doc["payload_sha256"] = hashlib.sha256(value).hexdigest()
+            value = value[:max_bytes]
+        doc["payload"], encoding = _text_or_base64(value)
+        if encoding:
+            doc["payload_encoding"] = encoding
+        doc["payload_truncated"] = truncated
+    doc["error"] = {"type": error_type, "message": message, "details": details}
+    doc["at"] = at
+    return orjson.dumps(doc)

@@ -1,0 +1,176 @@
+"""Turn consumed records into predictions, dead letters and alerts. No I/O.
+
+Every record ends as exactly one prediction or one dead letter (plus an alert
+when ADWIN sees the model get worse); every failure on the way ends in
+:meth:`EventProcessor._dead` and nothing else. Records of one partition must
+come in offset order; records the restored state already reflects are
+skipped.
+
+>>> from learners.registry import ModelRegistry
+>>> from schemas.models_file import ModelsConfig
+>>> from schemas.settings import Settings
+>>> from streams.records import Record
+>>> proc = EventProcessor(Settings(topic_prefix="d."), ModelRegistry(ModelsConfig.default(), 100))
+>>> out = proc.process([Record("d.events", 0, 0, b"k",
+...     b'{"event_id": "e1", "model": "default", "features": {"x": 1.0}, "label": true}', None),
+...     Record("d.events", 0, 1, b"k", b"oops", None)], at="2026-01-01T00:00:00.000Z")
+>>> [(o.topic, o.key) for o in out]
+[('d.predictions', b'k'), ('d.deadletter', b'k')]
+"""
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from learners.drift import DriftSignal
+from learners.partition import PartitionLearners
+from learners.registry import ModelRegistry
+from schemas import constants
+from schemas.event import Event
+from schemas.settings import Settings
+from streams.deadletter import dead_letter
+from streams.records import Output, Record
+
+_MAX_DETAILS = 20
+
+
+def utc_now() -> str:
+    """The current time as RFC 3339 with milliseconds.
+
+    >>> utc_now().endswith("+00:00")
+    True
+    """
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class EventProcessor:
+    """Validate, score, learn and watch drift for batches of records.
+
+    Parameters
+    ----------
+    settings
+        Topic names and limits.
+    registry
+        The configured models.
+    on_signal
+        Called with (model, partition, signal) for every ADWIN detection, alert or not.
+    """
+
+    def __init__(self, settings: Settings, registry: ModelRegistry,
+                 on_signal: Callable[[str, int, DriftSignal], None] | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.partitions: dict[int, PartitionLearners] = {}
+        self.on_signal = on_signal
+        self._predictions = settings.topic(constants.PREDICTIONS)
+        self._deadletter = settings.topic(constants.DEADLETTER)
+        self._alerts = settings.topic(constants.ALERTS)
+        self._known = set(registry.names)
+        self.skipped = 0
+
+    def partition(self, partition: int) -> PartitionLearners:
+        """The learners of ``partition`` (fresh if none were restored)."""
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = PartitionLearners(self.registry)
+        return part
+
+    def process(self, records: Iterable[Record], at: str | None = None) -> list[Output]:
+        """Handle ``records`` in order; return what to publish, in order."""
+        at = at or utc_now()
+        out: list[Output] = []
+        for record in records:
+            part = self.partition(record.partition)
+            if part.seen(record.offset):
+                self.skipped += 1
+                continue
+            try:
+                self._one(record, part, at, out)
+            except Exception as exc:
+                self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [], at, out)
+            part.advance(record.offset)
+        return out
+
+    def _one(self, record: Record, part: PartitionLearners, at: str, out: list[Output]) -> None:
+        value = record.value
+        if value is None:
+            return self._dead(record, "tombstone",
+                              "message value is null (a tombstone); an event must be a JSON "
+                              "object", [], at, out)
+        if len(value) > constants.MAX_EVENT_BYTES:
+            return self._dead(record, "too_large",
+                              f"message is {len(value)} bytes; the limit is "
+                              f"{constants.MAX_EVENT_BYTES}", [], at, out)
+        try:
+            event = Event.model_validate_json(value)
+        except ValidationError as exc:
+            return self._invalid(record, exc, at, out)
+        if event.model not in self._known:
+            return self._dead(record, "unknown_model",
+                              f"model '{event.model}' is not configured; known models: "
+                              f"{', '.join(sorted(self._known))}", [], at, out)
+        learner = part.learner(event.model)
+        label = event.label
+        if label is not None and learner.task == "regression" and (
+                isinstance(label, bool) or not isinstance(label, int | float)):
+            return self._dead(record, "invalid_label",
+                              f"model '{event.model}' is a regression: its label must be a "
+                              f"number, not {type(label).__name__}", [], at, out)
+        features = event.features
+        if None in features.values():
+            features = {k: v for k, v in features.items() if v is not None}
+        try:
+            step = learner.step(features, label)
+        except Exception as exc:
+            return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
+        out.append(Output(self._predictions, record.key, orjson.dumps({
+            "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
+            "scores": step.scores, "model_version": step.version, "learned": step.learned,
+            "partition": record.partition, "offset": record.offset, "scored_at": at,
+        }, option=orjson.OPT_SERIALIZE_NUMPY)))
+        signal = step.signal
+        if signal is not None:
+            if self.on_signal is not None:
+                self.on_signal(event.model, record.partition, signal)
+            if signal.kind == "worse":
+                out.append(self._alert(event, record, learner.task, signal, step.reset, at))
+        return None
+
+    def _alert(self, event: Event, record: Record, task: str, signal: DriftSignal,
+               reset: bool, at: str) -> Output:
+        spec = self.registry.config.models[event.model]
+        return Output(self._alerts, event.model.encode(), orjson.dumps({
+            "model": event.model, "partition": record.partition,
+            "signal": "score" if task == "anomaly" else "error", "detector": "ADWIN",
+            "delta": spec.drift.delta, "offset": record.offset, "event_id": event.event_id,
+            "n_seen": signal.n_seen, "mean_before": signal.mean_before,
+            "mean_after": signal.mean_after, "width": signal.width, "at": at,
+            "action": "reset" if reset else "none",
+        }))
+
+    def _invalid(self, record: Record, exc: ValidationError, at: str,
+                 out: list[Output]) -> None:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            assert record.value is not None
+            try:
+                record.value.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return self._dead(record, "invalid_encoding",
+                                  f"message is not UTF-8: {bad.reason} at byte {bad.start}",
+                                  [], at, out)
+            return self._dead(record, "invalid_json", errors[0]["msg"], [], at, out)
+        details: list[Any] = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in errors[:_MAX_DETAILS]]
+        return self._dead(record, "invalid_event",
+                          f"event does not match the schema ({len(errors)} errors)",
+                          details, at, out)
+
+    def _dead(self, record: Record, error_type: str, message: str, details: list[Any],
+              at: str, out: list[Output]) -> None:
+        out.append(Output(self._deadletter, record.key, dead_letter(
+            record, error_type, message, details, self.settings.deadletter_max_bytes, at)))
