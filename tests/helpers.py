@@ -3,12 +3,11 @@
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-DRIFTLINE = str(Path(sys.executable).with_name("driftline"))
+from streams.localservices.workers import DRIFTLINE
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None,

@@ -1,52 +1,108 @@
-"""``driftline demo``: bring the services up and push one event through Kafka and Redis."""
+"""``driftline demo``: the whole product in one command, on local real services.
+
+Starts Kafka and Redis (unless pointed elsewhere), a worker, sends a drifting
+SEA stream with a few malformed messages, and reports what came out.
+"""
 
 import asyncio
 import time
+from collections import Counter
 
 import orjson
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from schemas import constants
+from schemas.outputs import DeadLetter, DriftAlert, Prediction
 from schemas.settings import Settings
+from streams.commands.produce import send_events
 from streams.localservices import stack
+from streams.localservices.paths import run_dir
+from streams.localservices.workers import WorkerProcess, worker_env
+from streams.sources import synthetic_events
+from streams.topic_reader import read_topic
+
+_MALFORMED = [b"not json", b"[1, 2]", b'{"event_id": "x"}',
+              b'{"event_id": "n", "model": "default", "features": {"x0": NaN}}',
+              b'{"event_id": "u", "model": "nope", "features": {"x0": 1}}']
 
 
-async def _round_trip(addresses: stack.Addresses, topic: str) -> tuple[bytes, bytes]:
-    import redis.asyncio as aioredis
+async def _create_events_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
 
-    event = {"event_id": f"demo-{time.time_ns()}", "model": "default",
-             "features": {"x0": 0.5, "x1": 1.5}, "label": True}
-    producer = AIOKafkaProducer(bootstrap_servers=addresses.kafka_bootstrap, acks="all")
+
+def demo(
+    n: int = typer.Option(20_000, help="Events in the synthetic stream."),
+    drift_at: int = typer.Option(10_000, help="Where the concept changes."),
+    partitions: int = typer.Option(3, help="Partitions of the demo's events topic."),
+) -> None:
+    """Run a worker on a drifting stream and show predictions, alerts and dead letters."""
+    addresses = stack.up()
+    typer.echo(f"kafka {addresses.kafka_bootstrap}   redis {addresses.redis_url}")
+    prefix = f"demo{int(time.time())}."
+    folder = run_dir() / prefix.rstrip(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    env = worker_env(addresses.kafka_bootstrap, addresses.redis_url, prefix, folder)
+    settings = Settings(kafka_bootstrap=addresses.kafka_bootstrap, topic_prefix=prefix)
+    asyncio.run(_create_events_topic(addresses.kafka_bootstrap,
+                                     settings.topic(constants.EVENTS), partitions))
+    worker = WorkerProcess(env, folder / "worker.log").start()
+    typer.echo(f"worker started (log: {worker.log_path})")
+    try:
+        _run(settings, worker, n, drift_at)
+    finally:
+        worker.stop()
+    typer.echo("services keep running: `driftline services down` stops them")
+
+
+def _run(settings: Settings, worker: WorkerProcess, n: int, drift_at: int) -> None:
+    bootstrap = settings.kafka_bootstrap
+    events = list(synthetic_events("sea", n, drift_at, seed=42, model=constants.DEFAULT_MODEL))
+    labels = {e["event_id"]: e["label"] for e in events}
+    started = time.monotonic()
+    asyncio.run(send_events(settings, events, 0.0, n, settings.topic(constants.EVENTS), True))
+    asyncio.run(_send_raw(bootstrap, settings.topic(constants.EVENTS)))
+    predictions = asyncio.run(read_topic(bootstrap, settings.topic(constants.PREDICTIONS), n, 300))
+    elapsed = time.monotonic() - started
+    dead = asyncio.run(read_topic(bootstrap, settings.topic(constants.DEADLETTER),
+                                  len(_MALFORMED), 60))
+    alerts = asyncio.run(read_topic(bootstrap, settings.topic(constants.ALERTS), 0, 5))
+    if not worker.alive():
+        raise typer.Exit(f"the worker stopped; see {worker.log_path}")
+    windows = {"before the drift": Counter(), "2,000 after the drift": Counter()}
+    for record in predictions:
+        p = Prediction.model_validate_json(record.value)
+        index = int(p.event_id.rsplit("-", 1)[1])
+        window = ("before the drift" if index < drift_at else
+                  "2,000 after the drift" if index < drift_at + 2000 else None)
+        if window:
+            windows[window][p.prediction == labels[p.event_id]] += 1
+    typer.echo(f"\n{len(predictions)} predictions for {n} events in {elapsed:.1f}s "
+               f"(produce + score + publish)")
+    for name, counts in windows.items():
+        typer.echo(f"  accuracy {name}: {counts[True] / max(1, counts.total()):.3f}")
+    for record in alerts:
+        a = DriftAlert.model_validate_json(record.value)
+        typer.echo(f"drift alert: model {a.model} partition {a.partition} at {a.event_id} "
+                   f"(error {a.mean_before:.3f} -> {a.mean_after:.3f})")
+    for record in dead:
+        d = DeadLetter.model_validate_json(record.value)
+        typer.echo(f"dead letter: {d.error.type}: {d.error.message[:70]} "
+                   f"payload={orjson.dumps(d.payload)[:40].decode()}")
+
+
+async def _send_raw(bootstrap: str, topic: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        meta = await producer.send_and_wait(topic, orjson.dumps(event), key=b"demo")
+        for i, payload in enumerate(_MALFORMED):
+            await producer.send_and_wait(topic, payload, key=f"bad-{i}".encode())
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=addresses.kafka_bootstrap,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, meta.partition)
-        consumer.assign([tp])
-        consumer.seek(tp, meta.offset)
-        record = await asyncio.wait_for(consumer.getone(), 30)
-    finally:
-        await consumer.stop()
-    client = aioredis.Redis.from_url(addresses.redis_url)
-    try:
-        await client.set("driftline:demo:last", record.value)
-        stored = await client.get("driftline:demo:last")
-    finally:
-        await client.aclose()
-    return record.value, stored
-
-
-def demo() -> None:
-    """Start Kafka and Redis, send one event through both and print it."""
-    addresses = stack.up()
-    topic = Settings().topic("events")
-    typer.echo(f"kafka {addresses.kafka_bootstrap}  redis {addresses.redis_url}")
-    consumed, stored = asyncio.run(_round_trip(addresses, topic))
-    typer.echo(f"consumed from {topic}: {consumed.decode()}")
-    typer.echo(f"read back from redis: {stored.decode()}")
-    typer.echo("services keep running; stop them with: driftline services down")

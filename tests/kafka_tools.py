@@ -1,0 +1,49 @@
+"""Produce to and consume from the real broker in tests."""
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+
+from streams.topic_reader import read_topic
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create ``name`` with ``partitions`` partitions (4 MiB messages allowed)."""
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs={
+                "max.message.bytes": str(4 * 1024 * 1024)})])
+        finally:
+            await admin.close()
+    asyncio.run(run())
+
+
+def produce(bootstrap: str, topic: str,
+            messages: Sequence[tuple[bytes | None, bytes | None]]) -> list[RecordMetadata]:
+    """Send (key, value) pairs in order; return where each landed."""
+    async def run() -> list[RecordMetadata]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                    enable_idempotence=True,
+                                    max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in messages]
+            return list(await asyncio.gather(*futures))
+        finally:
+            await producer.stop()
+    return asyncio.run(run())
+
+
+def consume(bootstrap: str, topic: str, expected: int, timeout: float,
+            settle: float = 1.0) -> list[ConsumerRecord]:
+    """Read ``topic`` from the start until ``expected`` records arrived (plus ``settle``
+    seconds to catch extras); fail if fewer arrive within ``timeout``."""
+    try:
+        return asyncio.run(read_topic(bootstrap, topic, expected, timeout, settle))
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
