@@ -11,6 +11,9 @@ tells which replayed events the restored state already reflects.
 (False, 0)
 >>> part.advance(0); part.seen(0), part.seen(1)
 (True, False)
+>>> part.restore({"default": (41, part.registry.new_learner("default"))})
+>>> part.offset, part.model_seen("default", 41), part.model_seen("default", 42)
+(41, True, False)
 """
 
 from learners.learner import Learner
@@ -24,6 +27,7 @@ class PartitionLearners:
         self.registry = registry
         self.learners: dict[str, Learner] = {}
         self.offset = -1
+        self.floors: dict[str, int] = {}
 
     def learner(self, name: str) -> Learner:
         """The learner of model ``name`` on this partition (fresh if never seen)."""
@@ -36,6 +40,24 @@ class PartitionLearners:
         """True when the state already reflects the event at ``offset``."""
         return offset <= self.offset
 
+    def model_seen(self, name: str, offset: int) -> bool:
+        """True when model ``name``'s restored state already reflects ``offset``.
+
+        Models can be restored to different offsets (an older version is used when
+        the newest fails to verify), so replayed events are judged per model.
+        """
+        return offset <= self.floors.get(name, -1)
+
     def advance(self, offset: int) -> None:
         """Record that the event at ``offset`` has been applied."""
         self.offset = offset
+
+    def restore(self, restored: dict[str, tuple[int, Learner]]) -> None:
+        """Adopt checkpointed learners, each reflecting events up to its offset."""
+        self.learners = {name: learner for name, (_, learner) in restored.items()}
+        self.floors = {name: offset for name, (offset, _) in restored.items()}
+        self.offset = min(self.floors.values(), default=-1)
+
+    def learned(self) -> int:
+        """Events learned by all this partition's learners together."""
+        return sum(learner.n_learned for learner in self.learners.values())

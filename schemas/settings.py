@@ -44,7 +44,10 @@ class Settings(BaseSettings):
                                             "repeated detections of the same change are muted.")
     batch_max: int = Field(500, gt=0, description="Most events handled per batch.")
     batch_within: float = Field(0.005, gt=0, description="Seconds to wait to fill a batch.")
+    checkpoints: bool = Field(True, description="Checkpoint model state to Redis.")
     checkpoint_key: SecretStr | None = Field(None, description="HMAC key for checkpoints.")
+    checkpoint_restore_timeout: float = Field(
+        60.0, gt=0, description="How long an assignment waits for Redis before giving up.")
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
     checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
     checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")

@@ -6,11 +6,17 @@ which the app starts after its producer and web server and stops first.
 """
 
 import faust
+import redis.asyncio as aioredis
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
 from learners.registry import ModelRegistry
+from schemas import constants
+from schemas.exceptions import ConfigError
 from schemas.settings import Settings
+from streams.checkpoint_store import CheckpointStore
+from streams.checkpointer import Checkpointer
+from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.scoring import ScoringService
 
@@ -46,5 +52,21 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
         producer_max_request_size=settings.max_fetch_bytes + 64 * 1024,
         producer_linger=0.002,
     )
-    app.scoring = ScoringService(app, settings, EventProcessor(settings, registry))
+    metrics = Metrics()
+    processor = EventProcessor(settings, registry)
+    checkpointer = make_checkpointer(settings, metrics) if settings.checkpoints else None
+    app.scoring = ScoringService(app, settings, processor, metrics, checkpointer)
     return app
+
+
+def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
+    """The checkpointer of one worker: Redis store, signing key, schedule."""
+    if settings.checkpoint_key is None:
+        raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it "
+                          "(or set DRIFTLINE_CHECKPOINTS=false to run without them)")
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
+                                     socket_timeout=2.0, socket_connect_timeout=2.0)
+    store = CheckpointStore(client, settings.checkpoint_key.get_secret_value().encode(),
+                            settings.checkpoint_keep, settings.app_id,
+                            settings.topic(constants.EVENTS))
+    return Checkpointer(store, settings, metrics)

@@ -18,6 +18,7 @@ skipped.
 [('d.predictions', b'k'), ('d.deadletter', b'k')]
 """
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,7 @@ class EventProcessor:
         self._alerts = settings.topic(constants.ALERTS)
         self._known = set(registry.names)
         self.skipped = 0
+        self.counts: Counter[tuple[str, ...]] = Counter()
 
     def partition(self, partition: int) -> PartitionLearners:
         """The learners of ``partition`` (fresh if none were restored)."""
@@ -85,7 +87,7 @@ class EventProcessor:
         for record in records:
             part = self.partition(record.partition)
             if part.seen(record.offset):
-                self.skipped += 1
+                self._skip()
                 continue
             try:
                 self._one(record, part, at, out)
@@ -112,6 +114,8 @@ class EventProcessor:
             return self._dead(record, "unknown_model",
                               f"model '{event.model}' is not configured; known models: "
                               f"{', '.join(sorted(self._known))}", [], at, out)
+        if part.model_seen(event.model, record.offset):
+            return self._skip()
         learner = part.learner(event.model)
         label = event.label
         if label is not None and learner.task == "regression" and (
@@ -124,8 +128,12 @@ class EventProcessor:
             features = {k: v for k, v in features.items() if v is not None}
         try:
             step = learner.step(features, label)
-        except Exception as exc:
+        except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
+        counts = self.counts
+        counts["scored", event.model] += 1
+        if step.learned:
+            counts["learned", event.model] += 1
         out.append(Output(self._predictions, record.key, orjson.dumps({
             "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
             "scores": step.scores, "model_version": step.version, "learned": step.learned,
@@ -133,6 +141,7 @@ class EventProcessor:
         }, option=orjson.OPT_SERIALIZE_NUMPY)))
         signal = step.signal
         if signal is not None:
+            counts["drift", event.model, signal.kind] += 1
             if self.on_signal is not None:
                 self.on_signal(event.model, record.partition, signal)
             if signal.kind == "worse":
@@ -170,7 +179,12 @@ class EventProcessor:
                           f"event does not match the schema ({len(errors)} errors)",
                           details, at, out)
 
+    def _skip(self) -> None:
+        self.skipped += 1
+        self.counts["skipped", ""] += 1
+
     def _dead(self, record: Record, error_type: str, message: str, details: list[Any],
               at: str, out: list[Output]) -> None:
+        self.counts["dead", error_type] += 1
         out.append(Output(self._deadletter, record.key, dead_letter(
             record, error_type, message, details, self.settings.deadletter_max_bytes, at)))

@@ -1,9 +1,13 @@
-"""The hot path: consume events, score and learn, publish, then commit.
+"""The hot path: consume events, score and learn, publish, checkpoint, commit.
 
 One asyncio task reads batches with ``getmany``; each batch is processed in
 offset order per partition, its outputs are sent with Faust's producer and
-awaited, and only then do its offsets count as done. Commits never run ahead
-of what was delivered (and, with checkpoints on, of what a checkpoint covers).
+awaited. Then, when due, the partition's learners are snapshotted and handed to
+the background checkpoint writer. A partition's committed offset moves only to
+what a written checkpoint covers (or, with checkpoints off, what was delivered).
+On assignment each partition is restored from its newest valid checkpoint and
+the consumer seeks just past it — in aiokafka's rebalance callback, which is
+awaited before fetching starts, so the seek holds.
 """
 
 import asyncio
@@ -19,7 +23,9 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from schemas.settings import Settings
+from streams.checkpointer import Checkpointer
 from streams.kafka_clients import ensure_topics, make_consumer, subscribe
+from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.records import Output, Record
 
@@ -42,49 +48,67 @@ class _Rebalance(ConsumerRebalanceListener):
 class ScoringService(Service):
     """Driftline's consumer loop, started and stopped with the Faust app."""
 
-    def __init__(self, app: faust.App, settings: Settings, processor: EventProcessor) -> None:
+    def __init__(self, app: faust.App, settings: Settings, processor: EventProcessor,
+                 metrics: Metrics, checkpointer: Checkpointer | None) -> None:
         super().__init__()
         self.app = app
         self.settings = settings
         self.processor = processor
+        self.metrics = metrics
+        self.checkpointer = checkpointer
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
+        self.restored: set[TopicPartition] = set()
         self.done: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._stopping = False
+        self._fatal: BaseException | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._next_commit = 0.0
 
     async def on_start(self) -> None:
         """Create missing topics, join the consumer group and start the loop."""
         await ensure_topics(self.settings)
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         self.consumer = make_consumer(self.settings)
         subscribe(self.consumer, self.settings, _Rebalance(self))
         await self.consumer.start()
         self._loop_task = asyncio.create_task(self._run(), name="driftline-scoring")
 
     async def on_stop(self) -> None:
-        """Finish the batch in hand, commit what is done, leave the group."""
+        """Finish the batch in hand, checkpoint and commit, leave the group."""
         self._stopping = True
         if self._loop_task is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # already reported by _run
                 await self._loop_task
         if self.consumer is not None:
             async with self._lock:
+                await self._checkpoint_now(self.assigned)
                 await self._commit(self.assigned)
             await self.consumer.stop()
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
+
+    @property
+    def ready(self) -> bool:
+        """True once every assigned partition has been restored."""
+        return bool(self.assigned) and self.assigned <= self.restored
 
     async def _run(self) -> None:
         assert self.consumer is not None
         try:
             while not self._stopping:
+                if self._fatal is not None:
+                    raise self._fatal
                 batch = await self.consumer.getmany(timeout_ms=100,
                                                     max_records=self.settings.batch_max)
                 if batch:
                     await self.handle(batch)
                 if time.monotonic() >= self._next_commit:
                     async with self._lock:
+                        self._checkpoint_due()
                         await self._commit(self.assigned)
         except Exception as exc:
             log.exception("scoring loop failed; stopping the worker")
@@ -92,17 +116,23 @@ class ScoringService(Service):
             raise
 
     async def handle(self, batch: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        """Process one ``getmany`` batch and wait until its outputs are delivered."""
+        """Process one ``getmany`` batch, wait until its outputs are delivered, checkpoint."""
         async with self._lock:
+            if self._fatal is not None:
+                return
+            started = time.perf_counter()
             records = [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-                       for tp, messages in batch.items() if tp in self.assigned
+                       for tp, messages in batch.items() if tp in self.restored
                        for m in messages]
             if not records:
                 return
-            await self._publish(self.processor.process(records))
+            outputs = self.processor.process(records)
+            await self._publish(outputs)
             for tp, messages in batch.items():
-                if tp in self.assigned and messages:
+                if tp in self.restored and messages:
                     self.done[tp] = messages[-1].offset
+            self._checkpoint_due()
+            self._observe(records, time.perf_counter() - started)
 
     async def _publish(self, outputs: list[Output]) -> None:
         send = self.app.producer.send
@@ -110,13 +140,69 @@ class ScoringService(Service):
         if futures:
             await asyncio.gather(*futures)
 
+    def _observe(self, records: list[Record], elapsed: float) -> None:
+        m = self.metrics
+        m.consumed.inc(len(records))
+        m.batch.observe(elapsed)
+        m.processing.observe(elapsed / len(records))
+        now_ms = time.time() * 1000.0
+        for record in records:
+            if record.timestamp_ms is not None:
+                m.latency.observe(max(0.0, now_ms - record.timestamp_ms) / 1000.0)
+        counts = self.processor.counts
+        for key, n in counts.items():
+            kind = key[0]
+            if kind == "scored":
+                m.scored.labels(model=key[1]).inc(n)
+                m.predictions.labels(model=key[1]).inc(n)
+            elif kind == "learned":
+                m.learned.labels(model=key[1]).inc(n)
+            elif kind == "dead":
+                m.deadletters.labels(reason=key[1]).inc(n)
+            elif kind == "skipped":
+                m.skipped.inc(n)
+            elif key[2] == "worse":
+                m.alerts.labels(model=key[1], signal="error").inc(n)
+            elif key[2] == "better":
+                m.drift_improvements.labels(model=key[1]).inc(n)
+            else:
+                m.drift_muted.labels(model=key[1]).inc(n)
+        counts.clear()
+
+    # -- checkpoints and commits ----------------------------------------------------------
+    def _checkpoint_due(self) -> None:
+        cp = self.checkpointer
+        if cp is None:
+            return
+        for tp in self.restored:
+            part = self.processor.partitions.get(tp.partition)
+            if part is not None and cp.due(tp.partition, part):
+                cp.submit(cp.snapshot(tp.partition, part))
+
+    async def _checkpoint_now(self, partitions: set[TopicPartition]) -> None:
+        if self.checkpointer is None:
+            return
+        for tp in partitions & self.restored:
+            part = self.processor.partitions.get(tp.partition)
+            if part is not None:
+                await self.checkpointer.flush(tp.partition, part, timeout=10.0)
+
+    def _committable(self, tp: TopicPartition) -> int | None:
+        done = self.done.get(tp)
+        if self.checkpointer is None or done is None:
+            return done
+        durable = self.checkpointer.durable.get(tp.partition)
+        return None if durable is None else min(done, durable)
+
     async def _commit(self, partitions: set[TopicPartition]) -> None:
-        """Commit, for each partition, the offset after the last delivered event."""
+        """Commit, per partition, the offset after the last event delivered and checkpointed."""
         assert self.consumer is not None
         self._next_commit = time.monotonic() + self.settings.commit_interval
-        offsets = {tp: OffsetAndMetadata(self.done[tp] + 1, "")
-                   for tp in partitions
-                   if tp in self.done and self._committed.get(tp) != self.done[tp]}
+        offsets = {}
+        for tp in partitions:
+            upto = self._committable(tp)
+            if upto is not None and self._committed.get(tp, -1) < upto:
+                offsets[tp] = OffsetAndMetadata(upto + 1, "")
         if not offsets:
             return
         try:
@@ -127,19 +213,49 @@ class ScoringService(Service):
         for tp, meta in offsets.items():
             self._committed[tp] = meta.offset - 1
 
+    # -- rebalances -----------------------------------------------------------------------
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Before partitions move: commit what is done and forget their state."""
+        """Before partitions move: checkpoint them, commit, forget their state."""
         async with self._lock:
+            await self._checkpoint_now(revoked)
             await self._commit(revoked & self.assigned)
             for tp in revoked:
                 self.processor.partitions.pop(tp.partition, None)
                 self.done.pop(tp, None)
                 self._committed.pop(tp, None)
+                if self.checkpointer is not None:
+                    self.checkpointer.forget(tp.partition)
             self.assigned -= revoked
+            self.restored -= revoked
+            self.metrics.assigned.set(len(self.assigned))
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """New partitions: start them from the committed offsets."""
+        """New partitions: restore each from its checkpoint and seek just past it."""
         async with self._lock:
             self.assigned = set(assigned)
+            self.metrics.assigned.set(len(assigned))
+            try:
+                for tp in sorted(assigned - self.restored):
+                    await self._restore(tp)
+            except Exception as exc:
+                log.error("restore failed, stopping: %s", exc)
+                self._fatal = exc
+                return
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+    async def _restore(self, tp: TopicPartition) -> None:
+        assert self.consumer is not None
+        part = self.processor.partition(tp.partition)
+        cp = self.checkpointer
+        if cp is not None:
+            found = await cp.restore(tp.partition, self.processor.registry.names)
+            if found.learners:
+                part.restore(found.learners)
+                self.consumer.seek(tp, part.offset + 1)
+                self.done[tp] = part.offset
+                self._committed[tp] = -1
+                log.info("partition %s restored at offset %s (%s)", tp.partition, part.offset,
+                         ", ".join(f"{m}: {o}" for m, (o, _) in found.learners.items()))
+            cp.track(tp.partition, part)
+        self.restored.add(tp)

@@ -1,0 +1,110 @@
+"""Signed checkpoints in Redis: the last K versions per (group, topic, partition, model).
+
+Layout: a list per model, newest first (``LPUSH`` + ``LTRIM``), and a hash per
+partition holding each model's newest offset. A Lua script writes a
+partition's models atomically and refuses a checkpoint older than the one
+stored, so a worker that lost its partitions cannot overwrite the new owner's.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from learners import checkpoint
+from learners.checkpoint import Header, Where
+from learners.exceptions import CheckpointError
+from learners.learner import Learner
+from schemas.constants import REDIS_PREFIX
+
+log = logging.getLogger(__name__)
+
+_SAVE = """
+local offset = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local written = 0
+for i = 2, #KEYS do
+  local model = ARGV[2 * i - 1]
+  local current = redis.call('HGET', KEYS[1], model)
+  if (not current) or tonumber(current) < offset then
+    redis.call('LPUSH', KEYS[i], ARGV[2 * i])
+    redis.call('LTRIM', KEYS[i], 0, keep - 1)
+    redis.call('HSET', KEYS[1], model, offset)
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+@dataclass
+class Restored:
+    """What a restore found for one partition."""
+
+    learners: dict[str, tuple[int, Learner]] = field(default_factory=dict)
+    rejected: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+class CheckpointStore:
+    """Read and write one consumer group's checkpoints of one events topic."""
+
+    def __init__(self, client: aioredis.Redis, key: bytes, keep: int, group: str,
+                 topic: str) -> None:
+        self.client = client
+        self.key = key
+        self.keep = keep
+        self.group = group
+        self.topic = topic
+        self._save = client.register_script(_SAVE)
+
+    def where(self, partition: int, model: str) -> Where:
+        """The identity a checkpoint of (partition, model) is signed with."""
+        return Where(self.group, self.topic, partition, model)
+
+    def versions_key(self, partition: int, model: str) -> str:
+        """Redis list of (partition, model)'s versions, newest first."""
+        return f"{REDIS_PREFIX}:ckpt:{self.group}:{self.topic}:{partition}:{model}"
+
+    def offsets_key(self, partition: int) -> str:
+        """Redis hash model -> newest checkpointed offset, for one partition."""
+        return f"{REDIS_PREFIX}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
+
+    async def save(self, partition: int, offset: int, blobs: dict[str, bytes]) -> int:
+        """Store one partition's blobs atomically; return how many were newer than stored."""
+        models = list(blobs)
+        keys = [self.offsets_key(partition)] + [self.versions_key(partition, m) for m in models]
+        args: list[object] = [offset, self.keep]
+        for model in models:
+            args += [model, blobs[model]]
+        return int(await self._save(keys=keys, args=args))
+
+    async def versions(self, partition: int, model: str) -> list[bytes]:
+        """All stored versions of (partition, model), newest first."""
+        return list(await self.client.lrange(self.versions_key(partition, model), 0, -1))
+
+    async def restore(self, partition: int, models: tuple[str, ...]) -> Restored:
+        """For each model, the newest version that verifies; refused ones are reported."""
+        found = Restored()
+        for model in models:
+            for index, blob in enumerate(await self.versions(partition, model)):
+                try:
+                    header, learner = checkpoint.load(blob, self.where(partition, model),
+                                                      self.key)
+                except CheckpointError as exc:
+                    log.warning("checkpoint refused: model=%s partition=%s version=%s: %s",
+                                model, partition, index, exc)
+                    found.rejected.append((model, index, str(exc)))
+                    continue
+                found.learners[model] = (header.offset, learner)
+                break
+        return found
+
+    async def headers(self, partition: int, model: str) -> list[Header | CheckpointError]:
+        """Each version's verified header (or why it does not verify), newest first."""
+        out: list[Header | CheckpointError] = []
+        for blob in await self.versions(partition, model):
+            try:
+                out.append(checkpoint.read_header(blob, self.key)[0])
+            except CheckpointError as exc:
+                out.append(exc)
+        return out

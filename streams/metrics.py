@@ -1,0 +1,83 @@
+"""Prometheus metrics of one worker, in a registry of its own.
+
+>>> m = Metrics()
+>>> m.deadletters.labels(reason="invalid_json").inc()
+>>> b"driftline_deadletters_total" in m.render()
+True
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric the worker exports, named by Prometheus conventions."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.consumed = Counter("driftline_events_consumed_total",
+                                "Records consumed from the events topic.", registry=r)
+        self.skipped = Counter("driftline_events_skipped_total",
+                               "Replayed records the restored state already reflected.",
+                               registry=r)
+        self.scored = Counter("driftline_events_scored_total", "Events scored.", ["model"],
+                              registry=r)
+        self.learned = Counter("driftline_events_learned_total", "Events learned from.",
+                               ["model"], registry=r)
+        self.predictions = Counter("driftline_predictions_total", "Predictions published.",
+                                   ["model"], registry=r)
+        self.deadletters = Counter("driftline_deadletters_total", "Dead letters published.",
+                                   ["reason"], registry=r)
+        self.alerts = Counter("driftline_drift_alerts_total",
+                              "Drift alerts published (the model got worse).",
+                              ["model", "signal"], registry=r)
+        self.drift_improvements = Counter(
+            "driftline_drift_improvements_total",
+            "ADWIN detections where the error fell (no alert).", ["model"], registry=r)
+        self.drift_muted = Counter("driftline_drift_muted_total",
+                                   "ADWIN rises muted by the alert cooldown.", ["model"],
+                                   registry=r)
+        self.processing = Histogram("driftline_processing_seconds",
+                                    "Processing time per event (batch time / batch size).",
+                                    buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                                             2.5e-3, 1e-2), registry=r)
+        self.batch = Histogram("driftline_batch_seconds",
+                               "Time from a batch consumed to its outputs acknowledged.",
+                               buckets=_LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("driftline_end_to_end_latency_seconds",
+                                 "Event time (or Kafka timestamp) to prediction acknowledged.",
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.model_metric = Gauge("driftline_model_metric", "Current metric value.",
+                                  ["model", "partition", "metric"], registry=r)
+        self.adwin_width = Gauge("driftline_adwin_width", "ADWIN window length.",
+                                 ["model", "partition"], registry=r)
+        self.adwin_mean = Gauge("driftline_adwin_mean", "Mean of ADWIN's window.",
+                                ["model", "partition"], registry=r)
+        self.checkpoint_seconds = Histogram("driftline_checkpoint_duration_seconds",
+                                            "Time to write one partition's checkpoint.",
+                                            buckets=_LATENCY_BUCKETS, registry=r)
+        self.checkpoint_bytes = Counter("driftline_checkpoint_bytes_total",
+                                        "Bytes of checkpoints written.", registry=r)
+        self.checkpoints = Counter("driftline_checkpoints_total", "Checkpoints written.",
+                                   registry=r)
+        self.checkpoint_failures = Counter("driftline_checkpoint_failures_total",
+                                           "Failed checkpoint writes (retried).", registry=r)
+        self.checkpoint_rejected = Counter("driftline_checkpoints_rejected_total",
+                                           "Checkpoints refused at restore.", ["reason"],
+                                           registry=r)
+        self.checkpoint_age = Gauge("driftline_checkpoint_age_seconds",
+                                    "Seconds since the last good checkpoint.", ["partition"],
+                                    registry=r)
+        self.lag = Gauge("driftline_consumer_lag", "High watermark minus position.",
+                         ["partition"], registry=r)
+        self.pending_labels = Gauge("driftline_pending_labels",
+                                    "Scored events awaiting a label (labels arrive with events "
+                                    "today, so this is 0 unless delayed labels are in use).",
+                                    registry=r)
+        self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
+                              registry=r)
+
+    def render(self) -> bytes:
+        """The text exposition format of all metrics."""
+        return generate_latest(self.registry)
