@@ -67,6 +67,7 @@ class Learner:
         self.n_learned = 0
         self.n_scored = 0
         self.n_resets = 0
+        self.last_alert: dict[str, Any] | None = None
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
 
     @classmethod

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
                                  description="Largest message fetched or produced; larger "
                                              "events than the 1 MiB limit must still arrive "
                                              "to be dead-lettered.")
+    session_timeout: float = Field(10.0, gt=0, description="Consumer group session timeout (s).")
+    heartbeat_interval: float = Field(3.0, gt=0, description="Consumer heartbeat interval (s).")
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics, /health, /ready.")
     web_host: str = Field("0.0.0.0", description="Interface the web server binds.")

@@ -14,6 +14,7 @@ from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
+from streams import web
 from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
 from streams.metrics import Metrics
@@ -55,7 +56,8 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     metrics = Metrics()
     processor = EventProcessor(settings, registry)
     checkpointer = make_checkpointer(settings, metrics) if settings.checkpoints else None
-    app.scoring = ScoringService(app, settings, processor, metrics, checkpointer)
+    app.scoring = scoring = ScoringService(app, settings, processor, metrics, checkpointer)
+    web.install(app, scoring)
     return app
 
 

@@ -30,6 +30,8 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
         max_poll_records=settings.batch_max,
         fetch_max_wait_ms=int(settings.batch_within * 1000) or 1,
         isolation_level="read_committed",
+        session_timeout_ms=int(settings.session_timeout * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
     )
 
 

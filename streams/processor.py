@@ -145,6 +145,8 @@ class EventProcessor:
             if self.on_signal is not None:
                 self.on_signal(event.model, record.partition, signal)
             if signal.kind == "worse":
+                learner.last_alert = {"offset": record.offset, "event_id": event.event_id,
+                                      "at": at}
                 out.append(self._alert(event, record, learner.task, signal, step.reset, at))
         return None
 

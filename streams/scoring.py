@@ -169,6 +169,27 @@ class ScoringService(Service):
                 m.drift_muted.labels(model=key[1]).inc(n)
         counts.clear()
 
+    def refresh_gauges(self) -> None:
+        """Set the gauges read at scrape time: lag, model metrics, ADWIN, checkpoint age."""
+        m = self.metrics
+        now = time.time()
+        for tp in self.assigned:
+            if self.consumer is not None:
+                high = self.consumer.highwater(tp)
+                if high is not None:
+                    m.lag.labels(partition=str(tp.partition)).set(
+                        max(0, high - self.done.get(tp, -1) - 1))
+            if self.checkpointer is not None and tp.partition in self.checkpointer.durable_at:
+                m.checkpoint_age.labels(partition=str(tp.partition)).set(
+                    now - self.checkpointer.durable_at[tp.partition])
+        for partition, part in self.processor.partitions.items():
+            for name, learner in part.learners.items():
+                labels = {"model": name, "partition": str(partition)}
+                m.model_metric.labels(metric=learner.spec.metric, **labels).set(
+                    learner.metric.get())
+                m.adwin_width.labels(**labels).set(learner.watcher.width)
+                m.adwin_mean.labels(**labels).set(learner.watcher.mean)
+
     # -- checkpoints and commits ----------------------------------------------------------
     def _checkpoint_due(self) -> None:
         cp = self.checkpointer

@@ -1,21 +1,25 @@
 """Read a whole topic from the beginning: for the demo, the CLI and the tests."""
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+Records = list[ConsumerRecord]  # type: ignore[type-arg]
 
-async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float,
-                     settle: float = 1.0) -> list[ConsumerRecord]:  # type: ignore[type-arg]
-    """Records of ``topic`` from its start, once ``expected`` arrived and ``settle``
-    seconds passed without reaching more; raises TimeoutError if fewer arrive in time.
+
+async def read_until(bootstrap: str, topic: str, done: Callable[[Records], bool],
+                     timeout: float, settle: float = 0.0) -> Records:
+    """Records of ``topic`` from its start, once ``done(records)`` holds and ``settle``
+    more seconds passed; raises TimeoutError if it does not hold within ``timeout``.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024,
                                 fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
-    got: list[ConsumerRecord] = []  # type: ignore[type-arg]
+    got: Records = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
@@ -28,18 +32,41 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float,
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        quiet_until = None
+        settled_at = None
         while True:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 got.extend(records)
             now = loop.time()
-            if len(got) >= expected:
-                quiet_until = quiet_until or now + settle
-                if now >= quiet_until:
+            if settled_at is not None or done(got):
+                settled_at = settled_at or now + settle
+                if now >= settled_at:
                     return got
             elif now > deadline:
-                raise TimeoutError(f"{topic}: {len(got)} records after {timeout}s, "
-                                   f"expected {expected}")
+                raise TimeoutError(f"{topic}: condition not met after {timeout}s "
+                                   f"({len(got)} records)")
     finally:
         await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float,
+                     settle: float = 1.0) -> Records:
+    """Records of ``topic`` from its start once ``expected`` arrived (plus ``settle``
+    seconds to catch extras)."""
+    return await read_until(bootstrap, topic, lambda got: len(got) >= expected, timeout,
+                            settle)
+
+
+async def count_records(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds (sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+    finally:
+        # aiokafka can report its idle coordinator task's cancellation from stop().
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()

@@ -1,13 +1,13 @@
 """Produce to and consume from the real broker in tests."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
-from streams.topic_reader import read_topic
+from streams.topic_reader import count_records, read_topic, read_until
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -23,16 +23,17 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     asyncio.run(run())
 
 
-def produce(bootstrap: str, topic: str,
-            messages: Sequence[tuple[bytes | None, bytes | None]]) -> list[RecordMetadata]:
-    """Send (key, value) pairs in order; return where each landed."""
+def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]],
+            partition: int | None = None) -> list[RecordMetadata]:
+    """Send (key, value) pairs in order (to ``partition`` if given); return where each landed."""
     async def run() -> list[RecordMetadata]:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                     enable_idempotence=True,
                                     max_request_size=4 * 1024 * 1024)
         await producer.start()
         try:
-            futures = [await producer.send(topic, value, key=key) for key, value in messages]
+            futures = [await producer.send(topic, value, key=key, partition=partition)
+                       for key, value in messages]
             return list(await asyncio.gather(*futures))
         finally:
             await producer.stop()
@@ -47,3 +48,17 @@ def consume(bootstrap: str, topic: str, expected: int, timeout: float,
         return asyncio.run(read_topic(bootstrap, topic, expected, timeout, settle))
     except TimeoutError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def consume_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]], bool],
+                  timeout: float) -> list[ConsumerRecord]:
+    """Read ``topic`` from the start until ``done(records)``; fail after ``timeout``."""
+    try:
+        return asyncio.run(read_until(bootstrap, topic, done, timeout))
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
+
+
+def count(bootstrap: str, topic: str) -> int:
+    """Records in ``topic``."""
+    return asyncio.run(count_records(bootstrap, topic))
