@@ -111,3 +111,16 @@ def load(blob: bytes, where: Where, key: bytes) -> tuple[Header, Learner]:
     if not isinstance(learner, Learner):
         raise CheckpointError("checkpoint does not hold a learner")
     return header, learner
+
+
+def rebrand(blob: bytes, source_key: bytes, where: Where, offset: int, key: bytes,
+            now: float) -> bytes:
+    """Verify ``blob`` with ``source_key`` and re-sign it for ``where`` at ``offset``.
+
+    Used to import a model exported from another cluster (or to roll a model back
+    without replaying): the learner itself is unchanged, and nothing is unpickled.
+    """
+    header, payload = read_header(blob, source_key)
+    moved = Header(FORMAT_VERSION, where.group, where.topic, where.partition, where.model,
+                   offset, header.n_learned, now)
+    return seal(moved, payload, key)

@@ -70,6 +70,10 @@ class Learner:
         self.last_alert: dict[str, Any] | None = None
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving attributes added since the checkpoint was written their defaults."""
+        self.__dict__.update({"last_alert": None, **state})
+
     @classmethod
     def from_spec(cls, spec: ModelSpec, cooldown: int) -> "Learner":
         """A learner with a fresh model parsed from ``spec.pipeline``."""

@@ -108,3 +108,38 @@ class CheckpointStore:
             except CheckpointError as exc:
                 out.append(exc)
         return out
+
+    async def stored(self) -> list[tuple[int, str]]:
+        """Every (partition, model) with checkpoints in this group and topic."""
+        prefix = self.versions_key(0, "").rsplit(":", 2)[0] + ":"
+        found = []
+        async for raw in self.client.scan_iter(match=f"{prefix}*", count=500):
+            partition, model = raw.decode()[len(prefix):].split(":", 1)
+            found.append((int(partition), model))
+        return sorted(found)
+
+    async def rollback(self, partition: int, model: str, steps: int) -> Header:
+        """Drop the newest ``steps`` versions; return the header of the one now newest.
+
+        Raises:
+            CheckpointError: fewer than ``steps + 1`` versions, or the new newest does not
+                verify.
+        """
+        blobs = await self.versions(partition, model)
+        if len(blobs) <= steps:
+            raise CheckpointError(f"model {model} partition {partition} has {len(blobs)} "
+                                  f"versions; cannot roll back {steps}")
+        header, _ = checkpoint.read_header(blobs[steps], self.key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.ltrim(self.versions_key(partition, model), steps, -1)
+            pipe.hset(self.offsets_key(partition), model, header.offset)
+            await pipe.execute()
+        return header
+
+    async def push(self, partition: int, model: str, offset: int, blob: bytes) -> None:
+        """Make ``blob`` the newest version whatever is stored (import, rollback in place)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.lpush(self.versions_key(partition, model), blob)
+            pipe.ltrim(self.versions_key(partition, model), 0, self.keep - 1)
+            pipe.hset(self.offsets_key(partition), model, offset)
+            await pipe.execute()

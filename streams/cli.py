@@ -9,11 +9,12 @@ import sys
 import typer
 
 from schemas.exceptions import DriftlineError
-from streams.commands import demo, produce, services, worker
+from streams.commands import checkpoints, demo, produce, services, worker
 
 app = typer.Typer(help="Driftline: online machine learning on Kafka event streams.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(services.app, name="services")
+app.add_typer(checkpoints.app, name="checkpoints")
 app.command()(demo.demo)
 app.command()(worker.worker)
 app.command()(produce.produce)

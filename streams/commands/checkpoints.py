@@ -1,0 +1,161 @@
+"""``driftline checkpoints list|show|rollback|export|import``.
+
+They act on the checkpoints of consumer group ``DRIFTLINE_APP_ID`` for the events topic
+``DRIFTLINE_TOPIC_PREFIX`` + ``events``, in ``DRIFTLINE_REDIS_URL``, signed with
+``DRIFTLINE_CHECKPOINT_KEY``. Stop the workers before ``rollback`` or ``import``.
+"""
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+import typer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from learners import checkpoint
+from learners.checkpoint import Header
+from schemas import constants
+from schemas.exceptions import ConfigError
+from schemas.settings import Settings
+from streams.checkpoint_store import CheckpointStore
+
+app = typer.Typer(help="List, inspect, roll back, export and import model checkpoints.",
+                  no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
+    settings = Settings()
+    if settings.checkpoint_key is None:
+        raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set")
+    key = settings.checkpoint_key.get_secret_value().encode()
+
+    async def go() -> T:
+        client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
+                                         socket_timeout=5.0, socket_connect_timeout=5.0)
+        try:
+            store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
+                                    settings.topic(constants.EVENTS))
+            return await action(store, settings)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+@app.command("list")
+def list_() -> None:
+    """Every (model, partition) with its versions' offsets and ages."""
+    async def action(store: CheckpointStore, _: Settings) -> None:
+        table = Table("model", "partition", "versions", "newest offset", "learned", "age (s)",
+                      "refused")
+        for partition, model in await store.stored():
+            headers = await store.headers(partition, model)
+            good = [h for h in headers if isinstance(h, Header)]
+            newest = good[0] if good else None
+            table.add_row(model, str(partition), str(len(headers)),
+                          str(newest.offset) if newest else "-",
+                          str(newest.n_learned) if newest else "-",
+                          f"{time.time() - newest.created_at:.0f}" if newest else "-",
+                          str(len(headers) - len(good)))
+        Console().print(table)
+    _run(action)
+
+
+@app.command()
+def show(model: str, partition: int,
+         version: int = typer.Option(0, help="0 is the newest.")) -> None:
+    """One version's header and the learner it holds."""
+    async def action(store: CheckpointStore, _: Settings) -> None:
+        blobs = await store.versions(partition, model)
+        if version >= len(blobs):
+            raise ConfigError(f"model {model} partition {partition} has {len(blobs)} versions")
+        header, learner = checkpoint.load(blobs[version], store.where(partition, model),
+                                          store.key)
+        typer.echo(f"model {header.model} partition {header.partition} version {version}")
+        typer.echo(f"  offset {header.offset}  created {_when(header.created_at)}  "
+                   f"bytes {len(blobs[version])}")
+        typer.echo(f"  pipeline {learner.spec.pipeline}")
+        typer.echo(f"  learned {learner.n_learned}  scored {learner.n_scored}  "
+                   f"resets {learner.n_resets}  {learner.metric}")
+        typer.echo(f"  ADWIN width {learner.watcher.width} mean {learner.watcher.mean:.4f}  "
+                   f"last drift {learner.last_alert}")
+    _run(action)
+
+
+@app.command()
+def rollback(model: str, partition: int,
+             steps: int = typer.Option(1, help="Versions to drop."),
+             replay: bool = typer.Option(True, help="Replay the events after the older "
+                                         "version (default); --no-replay keeps the stream "
+                                         "position and only reverts the model.")) -> None:
+    """Make an older version the newest. Stop the workers first."""
+    async def action(store: CheckpointStore, _: Settings) -> None:
+        position = (await store.headers(partition, model))[0]
+        header = await store.rollback(partition, model, steps)
+        if not replay and isinstance(position, Header):
+            blob = (await store.versions(partition, model))[0]
+            await store.push(partition, model, position.offset, checkpoint.rebrand(
+                blob, store.key, store.where(partition, model), position.offset, store.key,
+                time.time()))
+        typer.echo(f"model {model} partition {partition} rolled back to offset {header.offset} "
+                   f"({header.n_learned} learned){'' if replay else '; position kept'}")
+    _run(action)
+
+
+@app.command()
+def export(model: str, partition: int, file: Path,
+           version: int = typer.Option(0, help="0 is the newest.")) -> None:
+    """Write one version, still signed, to FILE."""
+    async def action(store: CheckpointStore, _: Settings) -> None:
+        blobs = await store.versions(partition, model)
+        if version >= len(blobs):
+            raise ConfigError(f"model {model} partition {partition} has {len(blobs)} versions")
+        header, _ = checkpoint.read_header(blobs[version], store.key)
+        file.write_bytes(blobs[version])
+        typer.echo(f"exported model {model} partition {partition} offset {header.offset} "
+                   f"to {file}")
+    _run(action)
+
+
+@app.command("import")
+def import_(file: Path, model: str, partition: int,
+            source_key_env: str = typer.Option(
+                "DRIFTLINE_CHECKPOINT_KEY",
+                help="Environment variable holding the key FILE was signed with.")) -> None:
+    """Verify FILE and make it the newest version of MODEL on PARTITION.
+
+    The model resumes at the partition's current end: it learns from new events only.
+    """
+    async def action(store: CheckpointStore, settings: Settings) -> None:
+        source_key = os.environ.get(source_key_env)
+        if not source_key:
+            raise ConfigError(f"{source_key_env} is not set")
+        blob = file.read_bytes()
+        offset = await _end_offset(settings, partition) - 1
+        moved = checkpoint.rebrand(blob, source_key.encode(), store.where(partition, model),
+                                   offset, store.key, time.time())
+        await store.push(partition, model, offset, moved)
+        typer.echo(f"imported {file} as model {model} partition {partition} at offset {offset}")
+    _run(action)
+
+
+async def _end_offset(settings: Settings, partition: int) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topic(constants.EVENTS), partition)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()

@@ -1,0 +1,86 @@
+"""One contract over every kind of learner: learn, predict, checkpoint round-trip, same
+predictions; and each equals River run in-process on the same events."""
+
+import itertools
+
+import pytest
+from river.datasets import synth
+
+from learners import checkpoint
+from learners.checkpoint import Where
+from learners.exceptions import CheckpointError
+from learners.learner import Learner, class_key
+from learners.pipeline_text import build_pipeline
+from schemas.models_file import ModelSpec
+
+PIPELINES = [
+    ("classification", "preprocessing.StandardScaler() | linear_model.LogisticRegression()"),
+    ("classification", "tree.HoeffdingTreeClassifier(grace_period=50)"),
+    ("classification", "forest.ARFClassifier(n_models=3, seed=1)"),
+    ("classification", "naive_bayes.GaussianNB()"),
+    ("regression", "preprocessing.StandardScaler() | linear_model.LinearRegression()"),
+    ("regression", "tree.HoeffdingTreeRegressor()"),
+    ("anomaly", "anomaly.HalfSpaceTrees(seed=3)"),
+]
+WHERE = Where("g", "t.events", 0, "m")
+KEY = b"k"
+
+
+def stream(task, n):
+    source = synth.Friedman(seed=4) if task == "regression" else synth.SEA(seed=4)
+    for x, y in itertools.islice(source, n):
+        yield {f"x{k}": v for k, v in x.items()}, (None if task == "anomaly" else y)
+
+
+def river_step(model, task, x, y):
+    if task == "classification":
+        out = (model.predict_one(x), {class_key(c): p for c, p in model.predict_proba_one(x).items()})
+    elif task == "regression":
+        out = (model.predict_one(x), None)
+    else:
+        out = (model.score_one(x), None)
+    if task == "anomaly":
+        model.learn_one(x)
+    elif y is not None:
+        model.learn_one(x, y)
+    return out
+
+
+@pytest.mark.parametrize(("task", "pipeline"), PIPELINES, ids=[p for _, p in PIPELINES])
+def test_contract(task, pipeline):
+    learner = Learner.from_spec(ModelSpec(task=task, pipeline=pipeline), cooldown=100)
+    reference = build_pipeline(pipeline)
+    events = list(stream(task, 600))
+    for x, y in events[:400]:
+        step = learner.step(x, y)
+        assert (step.prediction, step.scores) == river_step(reference, task, x, y)
+    blob = checkpoint.dump(learner, WHERE, offset=399, key=KEY, now=0.0)
+    _, restored = checkpoint.load(blob, WHERE, KEY)
+    assert restored.n_learned == learner.n_learned == 400
+    for x, y in events[400:]:
+        a, b = learner.step(x, y), restored.step(x, y)
+        assert (a.prediction, a.scores, a.version) == (b.prediction, b.scores, b.version)
+        assert (a.prediction, a.scores) == river_step(reference, task, x, y)
+
+
+def test_any_flipped_byte_is_refused():
+    learner = Learner.from_spec(ModelSpec(task="classification", pipeline=PIPELINES[0][1]), 10)
+    blob = checkpoint.dump(learner, WHERE, offset=1, key=KEY, now=0.0)
+    for position in range(0, len(blob), max(1, len(blob) // 97)):
+        damaged = bytearray(blob)
+        damaged[position] ^= 0x40
+        with pytest.raises(CheckpointError):
+            checkpoint.load(bytes(damaged), WHERE, KEY)
+
+
+def test_a_blob_moved_to_another_key_is_refused():
+    learner = Learner.from_spec(ModelSpec(task="classification", pipeline=PIPELINES[0][1]), 10)
+    blob = checkpoint.dump(learner, WHERE, offset=1, key=KEY, now=0.0)
+    with pytest.raises(CheckpointError, match="belongs to"):
+        checkpoint.load(blob, Where("g", "t.events", 1, "m"), KEY)
+
+
+def test_truncated_and_garbage_blobs_are_refused():
+    for blob in (b"", b"\x00" * 10, b"\x00" * 100):
+        with pytest.raises(CheckpointError):
+            checkpoint.load(blob, WHERE, KEY)
