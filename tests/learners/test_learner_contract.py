@@ -34,7 +34,8 @@ def stream(task, n):
 
 def river_step(model, task, x, y):
     if task == "classification":
-        out = (model.predict_one(x), {class_key(c): p for c, p in model.predict_proba_one(x).items()})
+        proba = model.predict_proba_one(x)
+        out = (model.predict_one(x), {class_key(c): p for c, p in proba.items()})
     elif task == "regression":
         out = (model.predict_one(x), None)
     else:
