@@ -34,6 +34,9 @@ class Settings(BaseSettings):
                                  description="Largest message fetched or produced; larger "
                                              "events than the 1 MiB limit must still arrive "
                                              "to be dead-lettered.")
+    instance_id: str | None = Field(
+        None, description="Static group membership id (e.g. the pod name): a restarted "
+                          "worker takes its partitions back without a rebalance.")
     session_timeout: float = Field(10.0, gt=0, description="Consumer group session timeout (s).")
     heartbeat_interval: float = Field(3.0, gt=0, description="Consumer heartbeat interval (s).")
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")

@@ -92,7 +92,8 @@ class CheckpointStore:
                                                       self.key)
                 except CheckpointError as exc:
                     log.warning("checkpoint refused: model=%s partition=%s version=%s: %s",
-                                model, partition, index, exc)
+                                model, partition, index, exc,
+                                extra={"model": model, "partition": partition})
                     found.rejected.append((model, index, str(exc)))
                     continue
                 found.learners[model] = (header.offset, learner)

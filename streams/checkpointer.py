@@ -127,8 +127,8 @@ class Checkpointer:
                 await self.store.save(snap.partition, snap.offset, snap.blobs)
         except _RETRYABLE as exc:
             self.metrics.checkpoint_failures.inc()
-            log.warning("checkpoint write failed, will retry: partition=%s offset=%s: %r",
-                        snap.partition, snap.offset, exc)
+            log.warning("checkpoint write failed, will retry: %r", exc,
+                        extra={"partition": snap.partition, "offset": snap.offset})
             return False
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.checkpoints.inc()
@@ -148,9 +148,9 @@ class Checkpointer:
         backoff = 0.1
         while not await self._write(snap):
             if time.monotonic() + backoff > deadline:
-                log.error("checkpoint of partition %s at offset %s not written: Redis "
-                          "unreachable; the next owner replays from the previous one",
-                          partition, snap.offset)
+                log.error("checkpoint not written: Redis unreachable; the next owner "
+                          "replays from the previous one",
+                          extra={"partition": partition, "offset": snap.offset})
                 return False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
@@ -175,8 +175,8 @@ class Checkpointer:
                     raise ServiceError(
                         f"Redis unreachable for {self.settings.checkpoint_restore_timeout:.0f}s "
                         f"while restoring partition {partition}: {exc}") from None
-                log.warning("Redis unreachable while restoring partition %s, waiting: %r",
-                            partition, exc)
+                log.warning("Redis unreachable while restoring, waiting: %r", exc,
+                            extra={"partition": partition})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         for _model, _index, reason in found.rejected:

@@ -30,6 +30,7 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
         max_poll_records=settings.batch_max,
         fetch_max_wait_ms=int(settings.batch_within * 1000) or 1,
         isolation_level="read_committed",
+        group_instance_id=settings.instance_id,
         session_timeout_ms=int(settings.session_timeout * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
     )

@@ -18,6 +18,7 @@ skipped.
 [('d.predictions', b'k'), ('d.deadletter', b'k')]
 """
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from streams.deadletter import dead_letter
 from streams.records import Output, Record
 
 _MAX_DETAILS = 20
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
@@ -147,6 +149,10 @@ class EventProcessor:
             if signal.kind == "worse":
                 learner.last_alert = {"offset": record.offset, "event_id": event.event_id,
                                       "at": at}
+                log.warning("drift alert: error %.4f -> %.4f, action %s", signal.mean_before,
+                            signal.mean_after, "reset" if step.reset else "none",
+                            extra={"model": event.model, "partition": record.partition,
+                                   "offset": record.offset})
                 out.append(self._alert(event, record, learner.task, signal, step.reset, at))
         return None
 
@@ -188,5 +194,7 @@ class EventProcessor:
     def _dead(self, record: Record, error_type: str, message: str, details: list[Any],
               at: str, out: list[Output]) -> None:
         self.counts["dead", error_type] += 1
+        log.warning("dead letter %s: %s", error_type, message[:200],
+                    extra={"partition": record.partition, "offset": record.offset})
         out.append(Output(self._deadletter, record.key, dead_letter(
             record, error_type, message, details, self.settings.deadletter_max_bytes, at)))

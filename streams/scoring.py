@@ -277,6 +277,7 @@ class ScoringService(Service):
                 self.done[tp] = part.offset
                 self._committed[tp] = -1
                 log.info("partition %s restored at offset %s (%s)", tp.partition, part.offset,
-                         ", ".join(f"{m}: {o}" for m, (o, _) in found.learners.items()))
+                         ", ".join(f"{m}: {o}" for m, (o, _) in found.learners.items()),
+                         extra={"partition": tp.partition, "offset": part.offset})
             cp.track(tp.partition, part)
         self.restored.add(tp)

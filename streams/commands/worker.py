@@ -1,10 +1,9 @@
 """``driftline worker``: run one scoring worker until SIGTERM or SIGINT."""
 
-import logging
-
 import faust
 
 from schemas.settings import Settings
+from streams import logs
 from streams.app import create_app
 from streams.config import load_registry
 
@@ -17,5 +16,6 @@ def worker() -> None:
     settings = Settings()
     registry = load_registry(settings)
     app = create_app(settings, registry)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    logs.configure(settings.log_level, settings.log_json)
+    faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False,
+                 redirect_stdouts=False).execute_from_commandline()
