@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     alert_cooldown: int = Field(1_000, ge=0,
                                 description="Events after an alert during which ADWIN's "
                                             "repeated detections of the same change are muted.")
-    batch_max: int = Field(500, gt=0, description="Most events handled per batch.")
+    batch_max: int = Field(1000, gt=0, description="Most events handled per batch.")
     batch_within: float = Field(0.005, gt=0, description="Seconds to wait to fill a batch.")
     checkpoints: bool = Field(True, description="Checkpoint model state to Redis.")
     checkpoint_key: SecretStr | None = Field(None, description="HMAC key for checkpoints.")

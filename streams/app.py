@@ -1,8 +1,9 @@
 """The Faust app that hosts Driftline: lifecycle, signals, producer and web server.
 
-Faust's own consumer is switched off (a documented :class:`BootStrategy`
-option); the events are consumed by :class:`streams.scoring.ScoringService`,
-which the app starts after its producer and web server and stops first.
+Faust's own consumer and producer are switched off (documented
+:class:`BootStrategy` options); events are consumed and outputs produced by
+:class:`streams.scoring.ScoringService`, which the app starts after its web server
+and stops first.
 """
 
 import faust
@@ -24,6 +25,7 @@ from streams.scoring import ScoringService
 
 class _Boot(BootStrategy):
     enable_kafka_consumer = False
+    enable_kafka_producer = False
 
 
 class DriftlineApp(faust.App):
@@ -41,6 +43,7 @@ class DriftlineApp(faust.App):
 
 def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     """The app of one worker process."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = DriftlineApp(
         f"{settings.app_id}-worker",
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -49,11 +52,10 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
         web_bind=settings.web_host,
         datadir=str(settings.data_dir),
         topic_disable_leader=True,
-        producer_acks=-1,
-        producer_max_request_size=settings.max_fetch_bytes + 64 * 1024,
-        producer_linger=0.002,
     )
     metrics = Metrics()
+    metrics.declare({name: spec.task for name, spec in registry.config.models.items()},
+                    constants.DEADLETTER_REASONS)
     processor = EventProcessor(settings, registry)
     checkpointer = make_checkpointer(settings, metrics) if settings.checkpoints else None
     app.scoring = scoring = ScoringService(app, settings, processor, metrics, checkpointer)

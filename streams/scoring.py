@@ -1,9 +1,9 @@
 """The hot path: consume events, score and learn, publish, checkpoint, commit.
 
 One asyncio task reads batches with ``getmany``; each batch is processed in
-offset order per partition, its outputs are sent with Faust's producer and
-awaited. Then, when due, the partition's learners are snapshotted and handed to
-the background checkpoint writer. A partition's committed offset moves only to
+offset order per partition, its outputs are sent in record batches and awaited.
+Then, when due, the partition's learners are snapshotted and handed to the
+background checkpoint writer. A partition's committed offset moves only to
 what a written checkpoint covers (or, with checkpoints off, what was delivered).
 On assignment each partition is restored from its newest valid checkpoint and
 the consumer seeks just past it — in aiokafka's rebalance callback, which is
@@ -26,8 +26,9 @@ from schemas.settings import Settings
 from streams.checkpointer import Checkpointer
 from streams.kafka_clients import ensure_topics, make_consumer, subscribe
 from streams.metrics import Metrics
+from streams.output import OutputSender, make_producer
 from streams.processor import EventProcessor
-from streams.records import Output, Record
+from streams.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ScoringService(Service):
         self.metrics = metrics
         self.checkpointer = checkpointer
         self.consumer: AIOKafkaConsumer | None = None
+        self.sender: OutputSender | None = None
         self.assigned: set[TopicPartition] = set()
         self.restored: set[TopicPartition] = set()
         self.done: dict[TopicPartition, int] = {}
@@ -70,6 +72,9 @@ class ScoringService(Service):
     async def on_start(self) -> None:
         """Create missing topics, join the consumer group and start the loop."""
         await ensure_topics(self.settings)
+        producer = make_producer(self.settings)
+        await producer.start()
+        self.sender = OutputSender(producer)
         if self.checkpointer is not None:
             self.checkpointer.start()
         self.consumer = make_consumer(self.settings)
@@ -90,6 +95,8 @@ class ScoringService(Service):
             await self.consumer.stop()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
+        if self.sender is not None:
+            await self.sender.producer.stop()
 
     @property
     def ready(self) -> bool:
@@ -126,19 +133,13 @@ class ScoringService(Service):
                        for m in messages]
             if not records:
                 return
-            outputs = self.processor.process(records)
-            await self._publish(outputs)
+            assert self.sender is not None
+            await self.sender.send(self.processor.process(records))
             for tp, messages in batch.items():
                 if tp in self.restored and messages:
                     self.done[tp] = messages[-1].offset
             self._checkpoint_due()
             self._observe(records, time.perf_counter() - started)
-
-    async def _publish(self, outputs: list[Output]) -> None:
-        send = self.app.producer.send
-        futures = [await send(o.topic, o.key, o.value, None, None, None) for o in outputs]
-        if futures:
-            await asyncio.gather(*futures)
 
     def _observe(self, records: list[Record], elapsed: float) -> None:
         m = self.metrics
@@ -162,7 +163,9 @@ class ScoringService(Service):
             elif kind == "skipped":
                 m.skipped.inc(n)
             elif key[2] == "worse":
-                m.alerts.labels(model=key[1], signal="error").inc(n)
+                task = self.processor.registry.config.models[key[1]].task
+                m.alerts.labels(model=key[1],
+                                signal="score" if task == "anomaly" else "error").inc(n)
             elif key[2] == "better":
                 m.drift_improvements.labels(model=key[1]).inc(n)
             else:
