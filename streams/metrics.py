@@ -1,8 +1,8 @@
 """Prometheus metrics of one worker, in a registry of its own.
 
 >>> m = Metrics()
->>> m.deadletters.labels(reason="invalid_json").inc()
->>> b"driftline_deadletters_total" in m.render()
+>>> m.declare({"fraud": "classification"}, ("invalid_json",))
+>>> b'driftline_drift_alerts_total{model="fraud",signal="error"} 0.0' in m.render()
 True
 """
 
@@ -77,6 +77,17 @@ class Metrics:
                                     registry=r)
         self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
                               registry=r)
+
+    def declare(self, models: dict[str, str], reasons: tuple[str, ...]) -> None:
+        """Create every labelled counter at 0 (model -> task), so that ``rate()`` and
+        ``increase()`` see their first step instead of a series born at 1."""
+        for model, task in models.items():
+            for counter in (self.scored, self.learned, self.predictions,
+                            self.drift_improvements, self.drift_muted):
+                counter.labels(model=model)
+            self.alerts.labels(model=model, signal="score" if task == "anomaly" else "error")
+        for reason in reasons:
+            self.deadletters.labels(reason=reason)
 
     def render(self) -> bytes:
         """The text exposition format of all metrics."""
