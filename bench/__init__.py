@@ -1,0 +1,1 @@
+"""Driftline's benchmarks: ``./dev bench`` (``python -m bench``) writes docs/benchmarks.md."""

@@ -1,0 +1,77 @@
+"""The baselines Driftline is measured against, on the same events and model.
+
+(a) River in-process, no Kafka: the compute ceiling.
+(b) A plain aiokafka loop doing the same work: what a user would write by hand.
+(c) A naive faust-streaming agent: ``async for`` plus ``topic.send`` per event
+    (run as a subprocess: ``python -m bench.naive_faust``).
+"""
+
+import asyncio
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from river import linear_model, preprocessing
+
+
+def make_model():
+    """The default model: ``StandardScaler() | LogisticRegression()``."""
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+
+
+class Work:
+    """Per event: parse, predict, learn, serialise a prediction."""
+
+    def __init__(self) -> None:
+        self.model = make_model()
+        self.learned = 0
+
+    def handle(self, raw: bytes) -> bytes:
+        """The prediction for one raw event."""
+        event = orjson.loads(raw)
+        x, y = event["features"], event.get("label")
+        proba = self.model.predict_proba_one(x)
+        prediction = max(proba, key=proba.get) if proba else None
+        version = self.learned
+        if y is not None:
+            self.model.learn_one(x, y)
+            self.learned += 1
+        return orjson.dumps({"event_id": event["event_id"], "model": event["model"],
+                             "prediction": prediction,
+                             "scores": {str(k).lower(): v for k, v in proba.items()},
+                             "model_version": version, "learned": y is not None})
+
+
+def in_process(values: list[bytes]) -> float:
+    """(a): events per second of the work alone."""
+    work = Work()
+    started = time.perf_counter()
+    for value in values:
+        work.handle(value)
+    return len(values) / (time.perf_counter() - started)
+
+
+async def aiokafka_loop(bootstrap: str, source: str, sink: str, group: str, n: int) -> None:
+    """(b): consume ``n`` events from ``source``, publish a prediction each to ``sink``."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await consumer.start()
+    await producer.start()
+    work = Work()
+    done = 0
+    try:
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=100, max_records=1000)
+            futures = []
+            for records in batch.values():
+                for record in records:
+                    futures.append(await producer.send(sink, work.handle(record.value),
+                                                       key=record.key))
+            await asyncio.gather(*futures)
+            if futures:
+                await consumer.commit()
+            done += len(futures)
+    finally:
+        await producer.stop()
+        await consumer.stop()
