@@ -79,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--model-events", type=int, default=20_000)
+    parser.add_argument("--pair-events", type=int, default=100_000)
     parser.add_argument("--latency-seconds", type=float, default=8.0)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
@@ -87,7 +88,8 @@ def main() -> None:
     redis = RedisServer.create(tmp / "redis", appendonly=True)
     redis.start(die_with_parent=True)
     env = runs.Env(broker.bootstrap, redis.url, tmp)
-    out: dict[str, object] = {"machine": machine(), "events": args.events}
+    out: dict[str, object] = {"machine": machine(), "events": args.events,
+                              "pair_events": args.pair_events}
     try:
         values = make_events(args.events)
 
@@ -102,8 +104,14 @@ def main() -> None:
         out["driftline"] = asdict(step("Driftline", runs.driftline, env, "driftline", values))
         out["aiokafka"] = asdict(step("(b) plain aiokafka", runs.plain_aiokafka, env, values))
         out["faust"] = asdict(step("(c) naive Faust", runs.naive_faust, env, values))
-        out["checkpoints_off"] = asdict(step("checkpoints off", runs.driftline, env, "ckoff",
-                                             values, DRIFTLINE_CHECKPOINTS="false"))
+        pairs = []
+        for i in range(3):  # on/off alternated, so drift in the machine hits both alike
+            on = step(f"checkpoints on #{i + 1}", runs.driftline, env, f"ckon{i}",
+                      values[:args.pair_events])
+            off = step(f"checkpoints off #{i + 1}", runs.driftline, env, f"ckoff{i}",
+                       values[:args.pair_events], DRIFTLINE_CHECKPOINTS="false")
+            pairs.append({"on": on.rate, "off": off.rate})
+        out["checkpoint_pairs"] = pairs
         out["scale"] = [asdict(step(f"scale {p}p/{w}w", runs.driftline, env, f"p{p}w{w}",
                                     values, partitions=p, workers=w))
                         for p, w in ((4, 1), (4, 2))]
