@@ -74,6 +74,18 @@ def test_flipped_newest_version_falls_back_and_counts(redis_url, topic_prefix):
     assert metrics.checkpoint_rejected.labels(reason="signature")._value.get() == 1
 
 
+def test_only_the_last_k_versions_are_kept(redis_url, topic_prefix):
+    make_versions(redis_url, topic_prefix, versions=7)
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    key = f"driftline:ckpt:{topic_prefix}app:{topic_prefix}events:0:default"
+    offsets = [checkpoint.read_header(b, KEY.encode())[0].offset
+               for b in client.lrange(key, 0, -1)]
+    client.close()
+    assert offsets == [699, 599, 499, 399, 299]
+
+
 def test_list_show_export_import_rollback(kafka, redis_url, topic_prefix, tmp_path):
     make_versions(redis_url, topic_prefix)
     create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
