@@ -46,7 +46,8 @@ class Metrics:
                                "Time from a batch consumed to its outputs acknowledged.",
                                buckets=_LATENCY_BUCKETS, registry=r)
         self.latency = Histogram("driftline_end_to_end_latency_seconds",
-                                 "Event time (or Kafka timestamp) to prediction acknowledged.",
+                                 "Event timestamp (else the Kafka record's) to prediction "
+                                 "acknowledged.",
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.model_metric = Gauge("driftline_model_metric", "Current metric value.",
                                   ["model", "partition", "metric"], registry=r)

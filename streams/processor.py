@@ -74,6 +74,9 @@ class EventProcessor:
         self._known = set(registry.names)
         self.skipped = 0
         self.counts: Counter[tuple[str, ...]] = Counter()
+        #: When each scored event happened (its ``timestamp``, else the Kafka record's),
+        #: epoch ms, for the end-to-end latency metric; the caller empties it.
+        self.origins_ms: list[float] = []
 
     def partition(self, partition: int) -> PartitionLearners:
         """The learners of ``partition`` (fresh if none were restored)."""
@@ -132,6 +135,9 @@ class EventProcessor:
             step = learner.step(features, label)
         except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
+        origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
+        if origin is not None:
+            self.origins_ms.append(origin)
         counts = self.counts
         counts["scored", event.model] += 1
         if step.learned:

@@ -147,9 +147,9 @@ class ScoringService(Service):
         m.batch.observe(elapsed)
         m.processing.observe(elapsed / len(records))
         now_ms = time.time() * 1000.0
-        for record in records:
-            if record.timestamp_ms is not None:
-                m.latency.observe(max(0.0, now_ms - record.timestamp_ms) / 1000.0)
+        for origin in self.processor.origins_ms:
+            m.latency.observe(max(0.0, now_ms - origin) / 1000.0)
+        self.processor.origins_ms.clear()
         counts = self.processor.counts
         for key, n in counts.items():
             kind = key[0]

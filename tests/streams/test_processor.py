@@ -119,3 +119,11 @@ def test_alert_only_when_error_rises():
     alerts = [orjson.loads(o.value) for o in out if o.topic == "p.alerts"]
     assert signals.count("worse") == len(alerts) >= 1
     assert all(a["mean_after"] > a["mean_before"] and a["offset"] >= 3000 for a in alerts)
+
+
+def test_latency_origin_is_the_event_timestamp_else_the_record_time(processor):
+    with_time = {**event(0), "timestamp": 1_700_000_000_000}
+    records = [rec(0, with_time), Record("p.events", 0, 1, b"k", orjson.dumps(event(1)), 42),
+               rec(2, b"bad")]
+    processor.process(records)
+    assert processor.origins_ms == [1_700_000_000_000.0, 42]
