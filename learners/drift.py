@@ -78,6 +78,13 @@ class DriftWatcher:
             self._muted_until = self.n_seen + self.cooldown
         return DriftSignal(kind, self.n_seen, float(before), float(after), self.width)
 
+    def retune(self, delta: float, cooldown: int) -> None:
+        """Apply new settings; a new ``delta`` restarts the window."""
+        if delta != self.delta:
+            self.delta = delta
+            self.reset()
+        self.cooldown = cooldown
+
     def reset(self) -> None:
         """Forget the window (after the model itself was reset); keep the cooldown."""
         self._adwin = drift.ADWIN(delta=self.delta)

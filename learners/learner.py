@@ -20,6 +20,12 @@ from learners.pipeline_text import build_pipeline
 from schemas.models_file import ModelSpec
 
 
+def final_step(model: Any) -> Any:
+    """The last step of a pipeline (the model itself otherwise)."""
+    steps = getattr(model, "steps", None)
+    return list(steps.values())[-1] if steps else model
+
+
 def class_key(label: object) -> str:
     """The JSON key of a class label in ``scores``: ``true``/``false`` for booleans.
 
@@ -69,10 +75,34 @@ class Learner:
         self.n_resets = 0
         self.last_alert: dict[str, Any] | None = None
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
+        self._binary = spec.task == "classification" and not getattr(
+            final_step(model), "_multiclass", True)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
         self.__dict__.update({"last_alert": None, **state})
+        if "_binary" not in state:
+            self._binary = self.task == "classification" and not getattr(
+                final_step(self.model), "_multiclass", True)
+
+    def label_problem(self, label: Any) -> str | None:
+        """Why ``label`` cannot be learned by this model (checked before anything is
+        touched, so a bad label never half-updates a pipeline), or None.
+
+        >>> from schemas.models_file import ModelSpec
+        >>> Learner.from_spec(ModelSpec(task="classification",
+        ...     pipeline="linear_model.LogisticRegression()"), 10).label_problem("yes")
+        'binary classifier: the label must be true/false (or 0/1), not str'
+        """
+        if label is None:
+            return None
+        if self.task == "regression":
+            if isinstance(label, bool) or not isinstance(label, int | float):
+                return f"regression: the label must be a number, not {type(label).__name__}"
+        elif self._binary and not (isinstance(label, bool) or label in (0, 1)):
+            return (f"binary classifier: the label must be true/false (or 0/1), "
+                    f"not {type(label).__name__}")
+        return None
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, cooldown: int) -> "Learner":
@@ -122,6 +152,22 @@ class Learner:
         if reset:
             self.reset()
         return Step(prediction, scores, version, True, signal, reset)
+
+    def adopt(self, spec: ModelSpec, cooldown: int) -> bool:
+        """Take the models file's current settings for this (restored) learner.
+
+        Returns False when the pipeline or task changed: the state then belongs to
+        another model and must not be used. Drift settings and the metric follow the
+        file (a new metric starts empty).
+        """
+        if (spec.pipeline, spec.task) != (self.spec.pipeline, self.spec.task):
+            return False
+        if spec.metric != self.spec.metric:
+            self.metric = make_metric(spec.metric)
+            self._proba_metric = not getattr(self.metric, "requires_labels", True)
+        self.watcher.retune(spec.drift.delta, cooldown)
+        self.spec = spec
+        return True
 
     def reset(self) -> None:
         """Start the model, metric and ADWIN window afresh (``on_drift = "reset"``)."""

@@ -24,6 +24,8 @@ import inspect
 import types
 from typing import Any
 
+from river import base
+
 from learners.exceptions import PipelineSyntaxError
 
 ESTIMATOR_MODULES = frozenset({
@@ -50,7 +52,11 @@ def _src(node: ast.AST) -> str:
 
 def _build(node: ast.AST) -> Any:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return _build(node.left) | _build(node.right)
+        left, right = _build(node.left), _build(node.right)
+        try:
+            return left | right
+        except Exception as exc:
+            raise PipelineSyntaxError(f"'{_src(node)}' cannot be chained: {exc}") from None
     if isinstance(node, ast.Call):
         return _call(node)
     raise PipelineSyntaxError(
@@ -86,14 +92,21 @@ def _resolve(func: ast.AST) -> type:
     if len(parts) < 2 or any(p.startswith("_") for p in parts) or parts[0] not in ESTIMATOR_MODULES:
         raise PipelineSyntaxError(
             f"'{dotted}' is not allowed: use module.Class(...)")
-    obj: object = importlib.import_module(f"river.{parts[0]}")
+    try:
+        obj: object = importlib.import_module(f"river.{parts[0]}")
+    except ImportError:
+        raise PipelineSyntaxError(f"River has no module '{parts[0]}'") from None
     for name in parts[1:]:
-        obj = getattr(obj, name, None)
+        parent = obj
+        obj = getattr(parent, name, None)
         if obj is None:
             raise PipelineSyntaxError(f"unknown River class '{dotted}'")
-    if isinstance(obj, types.ModuleType) or not inspect.isclass(obj) or not (
-            obj.__module__ or "").startswith("river."):
-        raise PipelineSyntaxError(f"'{dotted}' is not a River class")
+        if isinstance(obj, types.ModuleType) and obj.__name__ != f"{parent.__name__}.{name}":
+            # only walk down into a module's own sub-modules, never to ones it imported
+            raise PipelineSyntaxError(f"'{dotted}' is not allowed: use module.Class(...)")
+    if not (inspect.isclass(obj) and issubclass(obj, base.Base)
+            and obj.__module__.startswith(f"river.{parts[0]}")):
+        raise PipelineSyntaxError(f"'{dotted}' is not a River estimator class")
     return obj
 
 
@@ -112,6 +125,10 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.Tuple):
         return tuple(_literal(e) for e in node.elts)
     if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+        try:
+            return {_literal(k): _literal(v)
+                    for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise PipelineSyntaxError(f"argument '{_src(node)}': {exc}") from None
     raise PipelineSyntaxError(f"argument '{_src(node)}' is not allowed: use literals or "
                               "River classes called as module.Class(...)")

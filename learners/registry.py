@@ -6,11 +6,16 @@
 (('default',), 'Pipeline')
 """
 
+from river import base
+
 from learners.learner import Learner
 from learners.metric import make_metric
 from learners.pipeline_text import build_pipeline
 from schemas.exceptions import ConfigError
 from schemas.models_file import ModelsConfig
+
+_TASK_TYPES = {"classification": base.Classifier, "regression": base.Regressor,
+               "anomaly": base.AnomalyDetector}
 
 
 class ModelRegistry:
@@ -25,10 +30,14 @@ class ModelRegistry:
         self.cooldown = cooldown
         for name, spec in config.models.items():
             try:
-                build_pipeline(spec.pipeline)
+                model = build_pipeline(spec.pipeline)
                 make_metric(spec.metric)
             except ConfigError as exc:
                 raise ConfigError(f"models file: model '{name}': {exc}") from None
+            if not isinstance(model, _TASK_TYPES[spec.task]):
+                raise ConfigError(f"models file: model '{name}': the pipeline does not end in "
+                                  f"a River {_TASK_TYPES[spec.task].__name__}, as task "
+                                  f"'{spec.task}' needs")
         self.names = tuple(config.models)
 
     def new_learner(self, name: str) -> Learner:

@@ -11,6 +11,7 @@ True
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     batch_within: float = Field(0.005, gt=0, description="Seconds to wait to fill a batch.")
     checkpoints: bool = Field(True, description="Checkpoint model state to Redis.")
     checkpoint_key: SecretStr | None = Field(None, description="HMAC key for checkpoints.")
+    checkpoint_unverifiable: Literal["stop", "fresh"] = Field(
+        "stop", description="When none of a model's stored versions verifies: stop the "
+                            "worker (default) or start that model afresh.")
     checkpoint_restore_timeout: float = Field(
         60.0, gt=0, description="How long an assignment waits for Redis before giving up.")
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")

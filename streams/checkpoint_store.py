@@ -2,8 +2,8 @@
 
 Layout: a list per model, newest first (``LPUSH`` + ``LTRIM``), and a hash per
 partition holding each model's newest offset. A Lua script writes a
-partition's models atomically and refuses a checkpoint older than the one
-stored, so a worker that lost its partitions cannot overwrite the new owner's.
+partition's models atomically and only where newer than what is stored, so a
+worker that lost its partitions cannot overwrite the new owner's.
 """
 
 import logging
@@ -19,21 +19,25 @@ from schemas.constants import REDIS_PREFIX
 
 log = logging.getLogger(__name__)
 
+# KEYS: offsets hash, then one versions list per model.
+# ARGV: keep, then (model, offset, blob) per model.
+# Returns how many models already had a strictly newer checkpoint (refused).
 _SAVE = """
-local offset = tonumber(ARGV[1])
-local keep = tonumber(ARGV[2])
-local written = 0
+local keep = tonumber(ARGV[1])
+local refused = 0
 for i = 2, #KEYS do
-  local model = ARGV[2 * i - 1]
+  local model = ARGV[3 * i - 4]
+  local offset = tonumber(ARGV[3 * i - 3])
   local current = redis.call('HGET', KEYS[1], model)
   if (not current) or tonumber(current) < offset then
-    redis.call('LPUSH', KEYS[i], ARGV[2 * i])
+    redis.call('LPUSH', KEYS[i], ARGV[3 * i - 2])
     redis.call('LTRIM', KEYS[i], 0, keep - 1)
     redis.call('HSET', KEYS[1], model, offset)
-    written = written + 1
+  elseif tonumber(current) > offset then
+    refused = refused + 1
   end
 end
-return written
+return refused
 """
 
 
@@ -69,13 +73,15 @@ class CheckpointStore:
         """Redis hash model -> newest checkpointed offset, for one partition."""
         return f"{REDIS_PREFIX}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
 
-    async def save(self, partition: int, offset: int, blobs: dict[str, bytes]) -> int:
-        """Store one partition's blobs atomically; return how many were newer than stored."""
+    async def save(self, partition: int, blobs: dict[str, tuple[int, bytes]]) -> int:
+        """Store one partition's (offset, blob) per model atomically, each only if newer
+        than the stored one; return how many models already had a newer checkpoint."""
         models = list(blobs)
         keys = [self.offsets_key(partition)] + [self.versions_key(partition, m) for m in models]
-        args: list[object] = [offset, self.keep]
+        args: list[object] = [self.keep]
         for model in models:
-            args += [model, blobs[model]]
+            offset, blob = blobs[model]
+            args += [model, offset, blob]
         return int(await self._save(keys=keys, args=args))
 
     async def versions(self, partition: int, model: str) -> list[bytes]:

@@ -31,7 +31,8 @@ class Snapshot:
 
     partition: int
     offset: int
-    blobs: dict[str, bytes]
+    blobs: dict[str, tuple[int, bytes]]
+    generation: int
 
 
 class Checkpointer:
@@ -47,12 +48,14 @@ class Checkpointer:
         self._snapped_offset: dict[int, int] = {}
         self._snapped_at: dict[int, float] = {}
         self._pending: dict[int, Snapshot] = {}
+        self._generation: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # -- scheduling ---------------------------------------------------------------------
     def track(self, partition: int, part: PartitionLearners) -> None:
         """Start counting from a freshly assigned (or restored) partition's state."""
+        self._generation[partition] = self._generation.get(partition, 0) + 1
         self._snapped_learned[partition] = part.learned()
         self._snapped_offset[partition] = part.offset
         self._snapped_at[partition] = time.monotonic()
@@ -61,7 +64,9 @@ class Checkpointer:
             self.durable_at.setdefault(partition, time.time())
 
     def forget(self, partition: int) -> None:
-        """Drop everything about a partition this worker no longer owns."""
+        """Drop everything about a partition this worker no longer owns; a write in flight
+        for it is then ignored when it completes."""
+        self._generation[partition] = self._generation.get(partition, 0) + 1
         for table in (self._snapped_learned, self._snapped_offset, self._snapped_at,
                       self._pending, self.durable, self.durable_at):
             table.pop(partition, None)
@@ -81,13 +86,17 @@ class Checkpointer:
         assert self.settings.checkpoint_key is not None
         key = self.settings.checkpoint_key.get_secret_value().encode()
         now = time.time()
-        blobs = {name: checkpoint.dump(learner, self.store.where(partition, name), part.offset,
-                                       key, now)
-                 for name, learner in part.learners.items()}
+        blobs = {}
+        for name, learner in part.learners.items():
+            # A model restored from a newer version than its partition's floor reflects
+            # events up to that version's offset, not just the floor.
+            offset = max(part.offset, part.floors.get(name, -1))
+            blobs[name] = (offset, checkpoint.dump(learner, self.store.where(partition, name),
+                                                   offset, key, now))
         self._snapped_learned[partition] = part.learned()
         self._snapped_offset[partition] = part.offset
         self._snapped_at[partition] = time.monotonic()
-        return Snapshot(partition, part.offset, blobs)
+        return Snapshot(partition, part.offset, blobs, self._generation.get(partition, 0))
 
     # -- writing --------------------------------------------------------------------------
     def submit(self, snap: Snapshot) -> None:
@@ -116,23 +125,34 @@ class Checkpointer:
                 if await self._write(snap):
                     backoff = 0.1
                     continue
-                self._pending.setdefault(partition, snap)
+                if snap.generation == self._generation.get(partition):
+                    self._pending.setdefault(partition, snap)
                 await asyncio.sleep(backoff)  # backoff while Redis is unreachable
                 backoff = min(backoff * 2, 5.0)
 
     async def _write(self, snap: Snapshot) -> bool:
+        """Store ``snap``; False (counted, logged) if Redis did not take it."""
         started = time.perf_counter()
+        extra = {"partition": snap.partition, "offset": snap.offset}
         try:
-            if snap.blobs:
-                await self.store.save(snap.partition, snap.offset, snap.blobs)
+            conflicts = await self.store.save(snap.partition, snap.blobs) if snap.blobs else 0
         except _RETRYABLE as exc:
             self.metrics.checkpoint_failures.inc()
-            log.warning("checkpoint write failed, will retry: %r", exc,
-                        extra={"partition": snap.partition, "offset": snap.offset})
+            log.warning("checkpoint write failed, will retry: %r", exc, extra=extra)
+            return False
+        except Exception as exc:  # READONLY, OOM, MISCONF...: Redis answered, but no
+            self.metrics.checkpoint_failures.inc()
+            log.error("checkpoint write refused by Redis, will retry: %r", exc, extra=extra)
             return False
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.checkpoints.inc()
-        self.metrics.checkpoint_bytes.inc(sum(map(len, snap.blobs.values())))
+        self.metrics.checkpoint_bytes.inc(sum(len(b) for _, b in snap.blobs.values()))
+        if snap.generation != self._generation.get(snap.partition):
+            return True  # the partition was revoked meanwhile: nothing to track
+        if conflicts:
+            log.warning("a newer checkpoint is stored: another worker owns this partition",
+                        extra=extra)
+            return True
         if snap.offset > self.durable.get(snap.partition, -1):
             self.durable[snap.partition] = snap.offset
             self.durable_at[snap.partition] = time.time()
@@ -182,4 +202,11 @@ class Checkpointer:
         for _model, _index, reason in found.rejected:
             label = "signature" if "signature" in reason else "invalid"
             self.metrics.checkpoint_rejected.labels(reason=label).inc()
+        lost = sorted({model for model, _, _ in found.rejected} - found.learners.keys())
+        if lost and self.settings.checkpoint_unverifiable == "stop":
+            raise ServiceError(
+                f"partition {partition}: no checkpoint of model(s) {', '.join(lost)} verifies "
+                "(wrong DRIFTLINE_CHECKPOINT_KEY?); not starting them blank. Fix the key, roll "
+                "back with `driftline checkpoints rollback`, or set "
+                "DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh")
         return found

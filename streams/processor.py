@@ -123,11 +123,10 @@ class EventProcessor:
             return self._skip()
         learner = part.learner(event.model)
         label = event.label
-        if label is not None and learner.task == "regression" and (
-                isinstance(label, bool) or not isinstance(label, int | float)):
-            return self._dead(record, "invalid_label",
-                              f"model '{event.model}' is a regression: its label must be a "
-                              f"number, not {type(label).__name__}", [], at, out)
+        problem = learner.label_problem(label)
+        if problem is not None:
+            return self._dead(record, "invalid_label", f"model '{event.model}' is a {problem}",
+                              [], at, out)
         features = event.features
         if None in features.values():
             features = {k: v for k, v in features.items() if v is not None}

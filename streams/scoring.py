@@ -134,12 +134,36 @@ class ScoringService(Service):
             if not records:
                 return
             assert self.sender is not None
-            await self.sender.send(self.processor.process(records))
+            try:
+                await self.sender.send(self.processor.process(records))
+            except Exception as exc:
+                # The learners have moved past events whose outputs may not be out: that
+                # state must never be checkpointed. Drop it; the worker stops and the next
+                # owner replays from the last checkpoint.
+                self._fatal = exc
+                for tp in batch:
+                    self._discard(tp)
+                raise
             for tp, messages in batch.items():
                 if tp in self.restored and messages:
                     self.done[tp] = messages[-1].offset
             self._checkpoint_due()
             self._observe(records, time.perf_counter() - started)
+
+    def _discard(self, tp: TopicPartition) -> None:
+        """Forget everything about ``tp``: learners, offsets, checkpoint bookkeeping."""
+        self.processor.partitions.pop(tp.partition, None)
+        self.done.pop(tp, None)
+        self._committed.pop(tp, None)
+        self.restored.discard(tp)
+        if self.checkpointer is not None:
+            self.checkpointer.forget(tp.partition)
+
+    def _in_step(self, tp: TopicPartition) -> bool:
+        """True when ``tp``'s learners reflect exactly the delivered events."""
+        part = self.processor.partitions.get(tp.partition)
+        return part is not None and tp in self.restored and part.offset == self.done.get(
+            tp, part.offset)
 
     def _observe(self, records: list[Record], elapsed: float) -> None:
         m = self.metrics
@@ -200,7 +224,7 @@ class ScoringService(Service):
             return
         for tp in self.restored:
             part = self.processor.partitions.get(tp.partition)
-            if part is not None and cp.due(tp.partition, part):
+            if part is not None and self._in_step(tp) and cp.due(tp.partition, part):
                 cp.submit(cp.snapshot(tp.partition, part))
 
     async def _checkpoint_now(self, partitions: set[TopicPartition]) -> None:
@@ -208,7 +232,7 @@ class ScoringService(Service):
             return
         for tp in partitions & self.restored:
             part = self.processor.partitions.get(tp.partition)
-            if part is not None:
+            if part is not None and self._in_step(tp):
                 await self.checkpointer.flush(tp.partition, part, timeout=10.0)
 
     def _committable(self, tp: TopicPartition) -> int | None:
@@ -241,17 +265,17 @@ class ScoringService(Service):
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before partitions move: checkpoint them, commit, forget their state."""
         async with self._lock:
-            await self._checkpoint_now(revoked)
-            await self._commit(revoked & self.assigned)
-            for tp in revoked:
-                self.processor.partitions.pop(tp.partition, None)
-                self.done.pop(tp, None)
-                self._committed.pop(tp, None)
-                if self.checkpointer is not None:
-                    self.checkpointer.forget(tp.partition)
-            self.assigned -= revoked
-            self.restored -= revoked
-            self.metrics.assigned.set(len(self.assigned))
+            try:
+                await self._checkpoint_now(revoked)
+                await self._commit(revoked & self.assigned)
+            except Exception:
+                log.exception("checkpoint or commit at revocation failed; the next owner "
+                              "replays from the last written checkpoint")
+            finally:
+                for tp in revoked:
+                    self._discard(tp)
+                self.assigned -= revoked
+                self.metrics.assigned.set(len(self.assigned))
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -260,7 +284,8 @@ class ScoringService(Service):
             self.assigned = set(assigned)
             self.metrics.assigned.set(len(assigned))
             try:
-                for tp in sorted(assigned - self.restored):
+                for tp in sorted(assigned):  # always from Redis: memory may be stale
+                    self._discard(tp)
                     await self._restore(tp)
             except Exception as exc:
                 log.error("restore failed, stopping: %s", exc)
@@ -273,7 +298,14 @@ class ScoringService(Service):
         part = self.processor.partition(tp.partition)
         cp = self.checkpointer
         if cp is not None:
-            found = await cp.restore(tp.partition, self.processor.registry.names)
+            registry = self.processor.registry
+            found = await cp.restore(tp.partition, registry.names)
+            for name, (_, learner) in list(found.learners.items()):
+                if not learner.adopt(registry.config.models[name], registry.cooldown):
+                    log.warning("model %s changed its pipeline or task since its checkpoint: "
+                                "starting it afresh", name,
+                                extra={"model": name, "partition": tp.partition})
+                    del found.learners[name]
             if found.learners:
                 part.restore(found.learners)
                 self.consumer.seek(tp, part.offset + 1)

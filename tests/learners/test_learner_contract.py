@@ -85,3 +85,22 @@ def test_truncated_and_garbage_blobs_are_refused():
     for blob in (b"", b"\x00" * 10, b"\x00" * 100):
         with pytest.raises(CheckpointError):
             checkpoint.load(blob, WHERE, KEY)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/driftline-pwned",))
+
+
+def test_a_signed_blob_with_a_foreign_class_is_refused_unexecuted(tmp_path):
+    import pickle
+
+    from learners.checkpoint import FORMAT_VERSION, Header, seal
+
+    header = Header(FORMAT_VERSION, WHERE.group, WHERE.topic, WHERE.partition, WHERE.model,
+                    1, 0, 0.0)
+    blob = seal(header, pickle.dumps(_Evil()), KEY)
+    with pytest.raises(CheckpointError, match="not allowed"):
+        checkpoint.load(blob, WHERE, KEY)

@@ -44,3 +44,15 @@ def test_rejected_with_a_config_error(text):
 def test_bad_arguments_name_the_call():
     with pytest.raises(PipelineSyntaxError, match=r"linear_model\.LogisticRegression"):
         build_pipeline("linear_model.LogisticRegression(no_such_arg=1)")
+
+
+@pytest.mark.parametrize("text", [
+    "drift.datasets.airline_passengers.datasets.CreditCard()",
+    "drift.datasets.airline_passengers.stream.Cache()",
+    "feature_extraction.BagOfWords(stop_words=drift.datasets.synth.SEA())",
+    "neural_net.MLPRegressor()", "linear_model.LogisticRegression(l2={[1]: 2})",
+    "optim.SGD() | optim.SGD()",
+])
+def test_no_way_around_the_allow_list(text):
+    with pytest.raises(PipelineSyntaxError):
+        build_pipeline(text)

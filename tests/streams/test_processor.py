@@ -127,3 +127,12 @@ def test_latency_origin_is_the_event_timestamp_else_the_record_time(processor):
                rec(2, b"bad")]
     processor.process(records)
     assert processor.origins_ms == [1_700_000_000_000.0, 42]
+
+
+def test_a_label_the_model_cannot_take_touches_nothing(processor):
+    out = processor.process([rec(0, event(0, label="yes")), rec(1, event(1, label=2))])
+    assert [DeadLetter.model_validate_json(o.value).error.type for o in out] == [
+        "invalid_label", "invalid_label"]
+    learner = processor.partition(0).learner("clf")
+    assert (learner.n_scored, learner.n_learned) == (0, 0)
+    assert learner.model["StandardScaler"].counts == {}

@@ -19,6 +19,9 @@ BAD_FILES = {
     "lambda argument": ('[models.m]\ntask = "classification"\n'
                         'pipeline = "linear_model.LogisticRegression(l2=(lambda: 1)())"\n',
                         "is not allowed"),
+    "pipeline does not fit the task": ('[models.m]\ntask = "classification"\n'
+                                       'pipeline = "linear_model.LinearRegression()"\n',
+                                       "does not end in a River Classifier"),
     "bad TOML": ('[models.m\ntask = "classification"\n', "models file is not valid TOML"),
     "unknown task": ('[models.m]\ntask = "clustering"\n'
                      'pipeline = "tree.HoeffdingTreeClassifier()"\n',
