@@ -17,6 +17,10 @@ TOPIC_SUFFIXES: Final = (EVENTS, PREDICTIONS, ALERTS, DEADLETTER)
 MAX_EVENT_BYTES: Final = 1024 * 1024
 MAX_FEATURES: Final = 10_000
 MAX_NAME_CHARS: Final = 128
+#: Outputs copy the input's key; a longer key makes the event a dead letter.
+MAX_KEY_BYTES: Final = 64 * 1024
+#: Dead letters quote at most this much of the key.
+DEADLETTER_KEY_BYTES: Final = 1024
 
 DEFAULT_MODEL: Final = "default"
 DEFAULT_PIPELINE: Final = "preprocessing.StandardScaler() | linear_model.LogisticRegression()"

@@ -51,6 +51,7 @@ class DeadLetter(_Message):
     offset: int
     key: str | None
     key_encoding: Literal["base64"] | None = None
+    key_truncated: bool = False
     payload: str | None
     payload_encoding: Literal["base64"] | None = None
     payload_truncated: bool = False

@@ -65,7 +65,7 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
 
 def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
     """The checkpointer of one worker: Redis store, signing key, schedule."""
-    if settings.checkpoint_key is None:
+    if settings.checkpoint_key is None or not settings.checkpoint_key.get_secret_value():
         raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it "
                           "(or set DRIFTLINE_CHECKPOINTS=false to run without them)")
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),

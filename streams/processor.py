@@ -33,7 +33,7 @@ from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.event import Event
 from schemas.settings import Settings
-from streams.deadletter import dead_letter
+from streams.deadletter import dead_letter, deadletter_key
 from streams.records import Output, Record
 
 _MAX_DETAILS = 20
@@ -107,6 +107,10 @@ class EventProcessor:
             return self._dead(record, "tombstone",
                               "message value is null (a tombstone); an event must be a JSON "
                               "object", [], at, out)
+        if record.key is not None and len(record.key) > constants.MAX_KEY_BYTES:
+            return self._dead(record, "too_large",
+                              f"key is {len(record.key)} bytes; the limit is "
+                              f"{constants.MAX_KEY_BYTES}", [], at, out)
         if len(value) > constants.MAX_EVENT_BYTES:
             return self._dead(record, "too_large",
                               f"message is {len(value)} bytes; the limit is "
@@ -201,5 +205,5 @@ class EventProcessor:
         self.counts["dead", error_type] += 1
         log.warning("dead letter %s: %s", error_type, message[:200],
                     extra={"partition": record.partition, "offset": record.offset})
-        out.append(Output(self._deadletter, record.key, dead_letter(
+        out.append(Output(self._deadletter, deadletter_key(record.key), dead_letter(
             record, error_type, message, details, self.settings.deadletter_max_bytes, at)))

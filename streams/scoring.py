@@ -95,6 +95,7 @@ class ScoringService(Service):
             await self.consumer.stop()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
+            await self.checkpointer.store.client.aclose()
         if self.sender is not None:
             await self.sender.producer.stop()
 

@@ -62,3 +62,29 @@ def consume_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecor
 def count(bootstrap: str, topic: str) -> int:
     """Records in ``topic``."""
     return asyncio.run(count_records(bootstrap, topic))
+
+
+def set_topic_config(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    """Change a topic's configuration on the broker."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+        finally:
+            await admin.close()
+    asyncio.run(run())
+
+
+def create_topic_with(bootstrap: str, name: str, partitions: int, configs: dict[str, str]) -> None:
+    """Create ``name`` with explicit topic configs."""
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        finally:
+            await admin.close()
+    asyncio.run(run())

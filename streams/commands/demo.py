@@ -7,6 +7,7 @@ SEA stream with a few malformed messages, and reports what came out.
 import asyncio
 import time
 from collections import Counter
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import typer
@@ -27,6 +28,19 @@ _MALFORMED = [b"not json", b"[1, 2]", b'{"event_id": "x"}',
               b'{"event_id": "u", "model": "nope", "features": {"x0": 1}}']
 
 
+def _without_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``.
+
+    >>> _without_password("redis://:s3cret@host:6379/0")
+    'redis://:***@host:6379/0'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _create_events_topic(bootstrap: str, topic: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -43,7 +57,8 @@ def demo(
 ) -> None:
     """Run a worker on a drifting stream and show predictions, alerts and dead letters."""
     addresses = stack.up()
-    typer.echo(f"kafka {addresses.kafka_bootstrap}   redis {addresses.redis_url}")
+    redis_shown = _without_password(addresses.redis_url)
+    typer.echo(f"kafka {addresses.kafka_bootstrap}   redis {redis_shown}")
     prefix = f"demo{int(time.time())}."
     folder = run_dir() / prefix.rstrip(".")
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import redis
 from streams.localservices.redis import RedisServer
 from streams.sources import synthetic_events
 from tests.helpers import wait_for
-from tests.kafka_tools import count, create_topic, produce
+from tests.kafka_tools import count, create_topic, create_topic_with, produce, set_topic_config
 from tests.recovery import assert_effectively_once, send_probes, wait_for_probes
 
 FAST_GROUP = {"DRIFTLINE_SESSION_TIMEOUT": "2", "DRIFTLINE_HEARTBEAT_INTERVAL": "0.5"}
@@ -137,3 +137,39 @@ def test_redis_outage_loses_nothing(kafka, topic_prefix, start_worker, tmp_path)
               f"{metric(port, 'driftline_checkpoint_failures_total'):.0f}")
     finally:
         server.stop()
+
+
+def test_a_rejected_output_stops_the_worker_without_checkpointing_past_it(
+        kafka, redis_url, topic_prefix, start_worker):
+    """The broker refuses one prediction (too large for the topic): the worker must stop
+    with nothing checkpointed or committed past that event, and a restart after the topic
+    is fixed must give every event its prediction, learned exactly once."""
+    topic = f"{topic_prefix}events"
+    create_topic(kafka.bootstrap, topic, partitions=1)
+    create_topic_with(kafka.bootstrap, f"{topic_prefix}predictions", 1,
+                      {"max.message.bytes": "4000"})
+    events = send_stream(kafka.bootstrap, topic, 3_000, seed=16)
+    big = {**events[0][2], "event_id": "big-key"}
+    landed = produce(kafka.bootstrap, topic, [(b"k" * 6_000, orjson.dumps(big))])
+    events.append((landed[0].partition, landed[0].offset, big))
+    events += send_stream(kafka.bootstrap, topic, 500, seed=17)
+    # One event per batch, so each output record batch holds one record and only the
+    # big-keyed prediction exceeds the topic's limit (which Kafka applies per batch).
+    env = {**FAST_GROUP, "DRIFTLINE_CHECKPOINT_EVERY": "700", "DRIFTLINE_BATCH_MAX": "1"}
+    first = start_worker(**env)
+    wait_for(lambda: not first.alive(), 120, "the worker to stop on the refused output")
+    assert first.proc.returncode != 0
+    client = redis.Redis.from_url(redis_url)
+    stored = int(client.hget(f"driftline:ckpt-offsets:{topic_prefix}app:{topic}:0",
+                             "default") or -1)
+    client.close()
+    assert 0 <= stored < landed[0].offset, "a checkpoint covers the event whose output failed"
+    set_topic_config(kafka.bootstrap, f"{topic_prefix}predictions",
+                     {"max.message.bytes": str(4 * 1024 * 1024)})
+    start_worker(**env)
+    probes = send_probes(kafka.bootstrap, topic, 1)
+    predictions = wait_for_probes(kafka.bootstrap, topic_prefix, probes)
+    stats = assert_effectively_once(events, probes, predictions)
+    assert any(p.event_id == "big-key" for p in predictions)
+    assert stats["repeats"] > 0  # what came after the last checkpoint was scored again
+    print(f"\nrefused output: checkpoint stayed at {stored} < {landed[0].offset}; {stats}")
