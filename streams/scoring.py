@@ -231,10 +231,12 @@ class ScoringService(Service):
     async def _checkpoint_now(self, partitions: set[TopicPartition]) -> None:
         if self.checkpointer is None:
             return
+        deadline = time.monotonic() + 10.0  # one budget for all: rebalances must not stall
         for tp in partitions & self.restored:
             part = self.processor.partitions.get(tp.partition)
             if part is not None and self._in_step(tp):
-                await self.checkpointer.flush(tp.partition, part, timeout=10.0)
+                await self.checkpointer.flush(tp.partition, part,
+                                              timeout=max(0.1, deadline - time.monotonic()))
 
     def _committable(self, tp: TopicPartition) -> int | None:
         done = self.done.get(tp)
