@@ -105,7 +105,7 @@ def main() -> None:
         out["aiokafka"] = asdict(step("(b) plain aiokafka", runs.plain_aiokafka, env, values))
         out["faust"] = asdict(step("(c) naive Faust", runs.naive_faust, env, values))
         pairs = []
-        for i in range(3):  # on/off alternated, so drift in the machine hits both alike
+        for i in range(5):  # on/off alternated, so drift in the machine hits both alike
             on = step(f"checkpoints on #{i + 1}", runs.driftline, env, f"ckon{i}",
                       values[:args.pair_events])
             off = step(f"checkpoints off #{i + 1}", runs.driftline, env, f"ckoff{i}",

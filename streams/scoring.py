@@ -88,16 +88,22 @@ class ScoringService(Service):
         if self._loop_task is not None:
             with contextlib.suppress(Exception):  # already reported by _run
                 await self._loop_task
-        if self.consumer is not None:
-            async with self._lock:
-                await self._checkpoint_now(self.assigned)
-                await self._commit(self.assigned)
-            await self.consumer.stop()
-        if self.checkpointer is not None:
-            await self.checkpointer.stop()
-            await self.checkpointer.store.client.aclose()
-        if self.sender is not None:
-            await self.sender.producer.stop()
+        try:
+            if self.consumer is not None:
+                async with self._lock:
+                    await self._checkpoint_now(self.assigned)
+                    await self._commit(self.assigned)
+        except Exception:
+            log.exception("final checkpoint or commit failed; the next owner replays from "
+                          "the last written checkpoint")
+        finally:
+            if self.consumer is not None:
+                await self.consumer.stop()
+            if self.checkpointer is not None:
+                await self.checkpointer.stop()
+                await self.checkpointer.store.client.aclose()
+            if self.sender is not None:
+                await self.sender.producer.stop()
 
     @property
     def ready(self) -> bool:
