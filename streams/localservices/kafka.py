@@ -21,7 +21,7 @@ from string import Template
 
 from streams.exceptions import ServiceError
 from streams.localservices.paths import cache_dir, ops_dir
-from streams.localservices.ports import HOST, claim_port, free_port
+from streams.localservices.ports import HOST, claim_port, free_ports
 from streams.localservices.process import ManagedProcess, require_executable
 
 _MVN_HINT = "install Apache Maven (Debian: apt-get install -y maven)"
@@ -118,8 +118,12 @@ class KafkaBroker:
     @classmethod
     def create(cls, data_dir: Path, port: int | None = None) -> "KafkaBroker":
         """A broker on ``port`` (or a free one) storing its log under ``data_dir``."""
-        return cls(data_dir=data_dir, port=claim_port(port, "kafka"),
-                   controller_port=free_port())
+        if port is None:
+            port, controller_port = free_ports(2)
+        else:
+            port = claim_port(port, "kafka")
+            controller_port = next(p for p in free_ports(2) if p != port)
+        return cls(data_dir=data_dir, port=port, controller_port=controller_port)
 
     @property
     def bootstrap(self) -> str:

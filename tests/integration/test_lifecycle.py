@@ -62,12 +62,17 @@ def test_interrupted_test_run_leaves_nothing(tmp_path, how):
     env = {**os.environ, "READY_FILE": str(ready), "PYTHONPATH": os.getcwd()}
     env.pop("DRIFTLINE_TEST_KAFKA_BOOTSTRAP", None)
     env.pop("DRIFTLINE_TEST_REDIS_URL", None)
-    inner = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-         "-c", "/dev/null", f"--basetemp={basetemp}", str(tmp_path / "test_inner.py")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = tmp_path / "inner.log"
+    with output.open("wb") as log:
+        inner = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+             str(tmp_path), "-c", "/dev/null", f"--basetemp={basetemp}",
+             str(tmp_path / "test_inner.py")],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(ready.exists, 120, "the inner run's services")
+        wait_for(lambda: ready.exists() or inner.poll() is not None, 120,
+                 "the inner run's services")
+        assert ready.exists(), output.read_text()[-3000:]
         assert len(service_processes(str(basetemp))) == 2  # java and redis-server
         inner.send_signal(how)
         inner.wait(timeout=60)
