@@ -8,6 +8,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.topic_reader import count_records
+
 
 @dataclass(frozen=True)
 class Span:
@@ -29,25 +31,13 @@ async def _consumer(bootstrap: str) -> AIOKafkaConsumer:
     return consumer
 
 
-async def count(bootstrap: str, topic: str) -> int:
-    """Records in ``topic`` (sum of end offsets)."""
-    consumer = await _consumer(bootstrap)
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer.stop()
-
-
 async def wait_count(bootstrap: str, topic: str, expected: int, timeout: float,
                      alive: Callable[[], bool] = lambda: True) -> None:
     """Return once ``topic`` holds ``expected`` records; TimeoutError after ``timeout``,
     RuntimeError as soon as ``alive()`` says the producing process died."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while await count(bootstrap, topic) < expected:
+    while await count_records(bootstrap, topic) < expected:
         if not alive():
             raise RuntimeError(f"{topic}: the process producing it stopped")
         if loop.time() > deadline:

@@ -13,6 +13,7 @@ from bench import measure
 from bench.baselines import aiokafka_loop
 from bench.workload import create_topics, produce
 from streams.localservices.workers import WorkerProcess, worker_env
+from streams.topic_reader import count_records
 
 _ids = itertools.count()
 
@@ -116,7 +117,7 @@ def recovery(env: Env, values: list[bytes]) -> dict[str, float]:
     asyncio.run(measure.wait_count(env.bootstrap, predictions, len(values) // 2, 300,
                                    first.alive))
     first.stop(9)
-    before = asyncio.run(measure.count(env.bootstrap, predictions))
+    before = asyncio.run(count_records(env.bootstrap, predictions))
     started = time.monotonic()
     second = WorkerProcess(settings, env.tmp / f"{prefix}1.log").start()
     try:
@@ -124,7 +125,7 @@ def recovery(env: Env, values: list[bytes]) -> dict[str, float]:
                                        second.alive))
         recovered = time.monotonic() - started
         asyncio.run(measure.wait_count(env.bootstrap, predictions, len(values), 300))
-        total = asyncio.run(measure.count(env.bootstrap, predictions))
+        total = asyncio.run(count_records(env.bootstrap, predictions))
     finally:
         second.stop()
     return {"restart_to_first_prediction_s": recovered, "predictions": total,

@@ -10,13 +10,15 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 from streams.topic_reader import count_records, read_topic, read_until
 
 
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    """Create ``name`` with ``partitions`` partitions (4 MiB messages allowed)."""
+def create_topic(bootstrap: str, name: str, partitions: int,
+                 configs: dict[str, str] | None = None) -> None:
+    """Create ``name`` with ``partitions`` partitions (4 MiB messages allowed unless
+    ``configs`` says otherwise)."""
     async def run() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs={
+            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {
                 "max.message.bytes": str(4 * 1024 * 1024)})])
         finally:
             await admin.close()
@@ -73,18 +75,6 @@ def set_topic_config(bootstrap: str, topic: str, configs: dict[str, str]) -> Non
         await admin.start()
         try:
             await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
-        finally:
-            await admin.close()
-    asyncio.run(run())
-
-
-def create_topic_with(bootstrap: str, name: str, partitions: int, configs: dict[str, str]) -> None:
-    """Create ``name`` with explicit topic configs."""
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
         finally:
             await admin.close()
     asyncio.run(run())

@@ -12,7 +12,7 @@ import redis
 from streams.localservices.redis import RedisServer
 from streams.sources import synthetic_events
 from tests.helpers import wait_for
-from tests.kafka_tools import count, create_topic, create_topic_with, produce, set_topic_config
+from tests.kafka_tools import count, create_topic, produce, set_topic_config
 from tests.recovery import assert_effectively_once, send_probes, wait_for_probes
 
 FAST_GROUP = {"DRIFTLINE_SESSION_TIMEOUT": "2", "DRIFTLINE_HEARTBEAT_INTERVAL": "0.5"}
@@ -146,8 +146,8 @@ def test_a_rejected_output_stops_the_worker_without_checkpointing_past_it(
     is fixed must give every event its prediction, learned exactly once."""
     topic = f"{topic_prefix}events"
     create_topic(kafka.bootstrap, topic, partitions=1)
-    create_topic_with(kafka.bootstrap, f"{topic_prefix}predictions", 1,
-                      {"max.message.bytes": "4000"})
+    create_topic(kafka.bootstrap, f"{topic_prefix}predictions", 1,
+                 {"max.message.bytes": "4000"})
     events = send_stream(kafka.bootstrap, topic, 3_000, seed=16)
     big = {**events[0][2], "event_id": "big-key"}
     landed = produce(kafka.bootstrap, topic, [(b"k" * 6_000, orjson.dumps(big))])
