@@ -4,7 +4,11 @@ Layout: ``signature (32 bytes) | header length (4 bytes, big-endian) | header JS
 pickled learner``. The signature covers everything after it; nothing is unpickled
 (nor the header trusted) before it verifies. The header names the model,
 partition, source topic and consumer group, so a blob copied to another key is
-refused too.
+refused too, and the versions of the format, River, Python and Driftline that wrote
+it. The pickle is read with :mod:`learners.safe_pickle`'s exact allow-list.
+
+Refusals are :class:`~learners.exceptions.CheckpointError` subclasses with one-line
+messages: :class:`BadSignature`, :class:`UnsupportedObject`, :class:`VersionMismatch`.
 
 >>> from learners.learner import Learner
 >>> from schemas.models_file import ModelSpec
@@ -16,27 +20,45 @@ refused too.
 >>> header, restored = load(blob, where, key=b"secret")
 >>> header.offset, header.n_learned, restored.n_learned, restored.model.predict_one({"x": 1.0})
 (41, 1, 1, 0.08)
+>>> header.format, header.river == RIVER_VERSION
+(2, True)
 >>> load(blob, where, key=b"other")
 Traceback (most recent call last):
 ...
-learners.exceptions.CheckpointError: checkpoint signature does not verify
+learners.exceptions.BadSignature: checkpoint signature does not verify
 """
 
 import hashlib
 import hmac
-import io
-import pickle
+import importlib.metadata
+import platform
 import struct
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import orjson
+import river
 
-from learners.exceptions import CheckpointError
+from learners import safe_pickle
+from learners.exceptions import BadSignature, CheckpointError, UnsupportedObject, VersionMismatch
 from learners.learner import Learner
+from learners.pipeline_text import build_pipeline
+from schemas.exceptions import ConfigError
+from schemas.models_file import ModelSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # 1: no versions in the header, payload written by plain pickle
+MIN_KEY_BYTES = 32
+RIVER_VERSION: str = river.__version__
+PYTHON_VERSION = platform.python_version()
+try:
+    DRIFTLINE_VERSION = importlib.metadata.version("driftline")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    DRIFTLINE_VERSION = "unknown"
 _SIG = hashlib.sha256().digest_size
 _LEN = struct.Struct(">I")
+_WHAT_TO_DO = ("set DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh to start the model afresh, or "
+               "replay the events topic into a fresh model")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +73,11 @@ class Where:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """What a checkpoint says about itself (trusted only after the signature verifies)."""
+    """What a checkpoint says about itself (trusted only after the signature verifies).
+
+    ``river``, ``python`` and ``driftline`` are the versions that wrote it (``unknown`` in
+    a format-1 checkpoint, which did not record them).
+    """
 
     format: int
     group: str
@@ -61,10 +87,37 @@ class Header:
     offset: int
     n_learned: int
     created_at: float
+    river: str = "unknown"
+    python: str = "unknown"
+    driftline: str = "unknown"
 
     def where(self) -> Where:
         """The (group, topic, partition, model) this checkpoint belongs to."""
         return Where(self.group, self.topic, self.partition, self.model)
+
+    def versions(self) -> str:
+        """``format 2, River 0.26.1, Python 3.11.7, Driftline 0.1.0``."""
+        return (f"format {self.format}, River {self.river}, Python {self.python}, "
+                f"Driftline {self.driftline}")
+
+
+def signing_key(secret: str | None) -> bytes:
+    """The checkpoint key as bytes; refused (one line) when unset or shorter than 32 bytes.
+
+    >>> len(signing_key("x" * 32))
+    32
+    >>> signing_key("short")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    schemas.exceptions.ConfigError: DRIFTLINE_CHECKPOINT_KEY is 5 bytes: it must be at least 32 ...
+    """
+    if not secret:
+        raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it")
+    key = secret.encode()
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"DRIFTLINE_CHECKPOINT_KEY is {len(key)} bytes: it must be at least "
+                          f"{MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)")
+    return key
 
 
 def sign(body: bytes, key: bytes) -> bytes:
@@ -72,11 +125,19 @@ def sign(body: bytes, key: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()
 
 
+def _header(where: Where, offset: int, n_learned: int, now: float) -> Header:
+    return Header(FORMAT_VERSION, where.group, where.topic, where.partition, where.model,
+                  offset, n_learned, now, RIVER_VERSION, PYTHON_VERSION, DRIFTLINE_VERSION)
+
+
 def dump(learner: Learner, where: Where, offset: int, key: bytes, now: float) -> bytes:
-    """Serialise ``learner``, which reflects every event up to ``offset``, and sign it."""
-    header = Header(FORMAT_VERSION, where.group, where.topic, where.partition, where.model,
-                    offset, learner.n_learned, now)
-    return seal(header, pickle.dumps(learner, protocol=5), key)
+    """Serialise ``learner``, which reflects every event up to ``offset``, and sign it.
+
+    Raises:
+        UnsupportedObject: the model holds an object that cannot be checkpointed safely
+            (:func:`check_checkpointable` refuses such models at start-up).
+    """
+    return seal(_header(where, offset, learner.n_learned, now), safe_pickle.dumps(learner), key)
 
 
 def seal(header: Header, payload: bytes, key: bytes) -> bytes:
@@ -87,75 +148,127 @@ def seal(header: Header, payload: bytes, key: bytes) -> bytes:
 
 
 def read_header(blob: bytes, key: bytes) -> tuple[Header, bytes]:
-    """Verify ``blob`` and return its header and (still pickled) payload."""
+    """Verify ``blob`` and return its header and (still pickled) payload.
+
+    Raises:
+        BadSignature: the HMAC does not verify with ``key``.
+        VersionMismatch: a format this Driftline cannot read.
+        CheckpointError: truncated, or a header that is not readable.
+    """
     if len(blob) < _SIG + _LEN.size:
         raise CheckpointError("checkpoint is truncated")
     signature, body = blob[:_SIG], blob[_SIG:]
     if not hmac.compare_digest(signature, sign(body, key)):
-        raise CheckpointError("checkpoint signature does not verify")
+        raise BadSignature("checkpoint signature does not verify")
     (length,) = _LEN.unpack_from(body)
     try:
-        header = Header(**orjson.loads(body[_LEN.size:_LEN.size + length]))
+        fields = orjson.loads(body[_LEN.size:_LEN.size + length])
+        header = Header(**fields)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise CheckpointError(f"checkpoint header is not readable: {exc}") from None
-    if header.format != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format {header.format} is not {FORMAT_VERSION}")
+    if header.format not in READABLE_FORMATS:
+        raise VersionMismatch(
+            f"checkpoint was written by {header.versions()}; this is format {FORMAT_VERSION}, "
+            f"River {RIVER_VERSION}, Driftline {DRIFTLINE_VERSION}, which reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}: run the Driftline that wrote it, or "
+            f"{_WHAT_TO_DO}")
     return header, body[_LEN.size + length:]
 
 
-_SAFE_NAMES = {
-    "builtins": {"bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int",
-                 "list", "range", "set", "slice", "str", "tuple"},
-    "collections": {"Counter", "OrderedDict", "defaultdict", "deque"},
-    "functools": {"partial"},
-    "random": {"Random"},
-    "copyreg": {"_reconstructor"},
-    "numpy": {"dtype", "ndarray"},
-    "numpy.core.multiarray": {"_reconstruct", "scalar"},
-    "numpy._core.multiarray": {"_reconstruct", "scalar"},
-}
-_SAFE_PREFIXES = ("river.", "learners.", "schemas.")
-_UNSAFE_PREFIXES = ("river.datasets", "river.stream", "river.evaluate", "river.api")
-
-
-class _Unpickler(pickle.Unpickler):
-    """Unpickles only River's, Driftline's and a few standard classes: a second line of
-    defence behind the signature (a checkpoint imported with a leaked key stays inert)."""
-
-    def find_class(self, module: str, name: str) -> type:
-        allowed = name in _SAFE_NAMES.get(module, ()) or (
-            module.startswith(_SAFE_PREFIXES) and not module.startswith(_UNSAFE_PREFIXES)
-            and not name.startswith("__"))
-        if not allowed:
-            raise CheckpointError(f"checkpoint refers to {module}.{name}, which is not allowed")
-        return super().find_class(module, name)  # type: ignore[no-any-return]
+def _unpickle(header: Header, payload: bytes) -> Learner:
+    """The payload's learner, through the allow-list; a failure caused by another writer's
+    versions says which versions differ and what to do."""
+    foreign = header.format != FORMAT_VERSION or header.river != RIVER_VERSION
+    try:
+        learner = safe_pickle.loads(payload)
+    except UnsupportedObject as exc:
+        if not foreign:
+            raise
+        problem = str(exc)
+    except Exception as exc:
+        problem = f"its payload is not readable: {type(exc).__name__}: {exc}"
+        if not foreign:
+            raise CheckpointError(f"checkpoint payload is not readable: {exc!r}") from None
+    else:
+        if not isinstance(learner, Learner):
+            raise UnsupportedObject("checkpoint does not hold a learner")
+        return learner
+    raise VersionMismatch(
+        f"checkpoint was written by {header.versions()}, this is format {FORMAT_VERSION}, "
+        f"River {RIVER_VERSION}, Driftline {DRIFTLINE_VERSION}, and "
+        f"{problem.removeprefix('checkpoint ')}: {_WHAT_TO_DO}")
 
 
 def load(blob: bytes, where: Where, key: bytes) -> tuple[Header, Learner]:
     """Verify ``blob``, check it belongs to ``where``, and only then unpickle the learner
-    (with an allow-list of classes)."""
+    (with :mod:`learners.safe_pickle`'s exact allow-list).
+
+    A checkpoint of the previous format, or of another River version, loads if its objects
+    are still readable; otherwise a :class:`VersionMismatch` names both sets of versions.
+    """
     header, payload = read_header(blob, key)
     if header.where() != where:
         raise CheckpointError(f"checkpoint belongs to {header.where()}, not {where}")
-    try:
-        learner = _Unpickler(io.BytesIO(payload)).load()
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint payload is not readable: {exc!r}") from None
-    if not isinstance(learner, Learner):
-        raise CheckpointError("checkpoint does not hold a learner")
-    return header, learner
+    return header, _unpickle(header, payload)
+
+
+def same_model(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether two models-file entries describe the same model: same task, and pipelines
+    that build the same estimator (however the text is spaced or its defaults spelled).
+
+    >>> same_model(ModelSpec(task="regression", pipeline="linear_model.LinearRegression()"),
+    ...            ModelSpec(task="regression", pipeline="linear_model.LinearRegression( l2=0.0 )"))
+    True
+    """
+    if a.task != b.task:
+        return False
+    if a.pipeline == b.pipeline:
+        return True
+    return _meaning(build_pipeline(a.pipeline)) == _meaning(build_pipeline(b.pipeline))
+
+
+def _meaning(model: Any) -> Any:
+    return (type(model), repr(model._get_params()))
 
 
 def rebrand(blob: bytes, source_key: bytes, where: Where, offset: int, key: bytes,
-            now: float) -> bytes:
-    """Verify ``blob`` with ``source_key`` and re-sign it for ``where`` at ``offset``.
+            now: float, spec: ModelSpec | None = None) -> bytes:
+    """Verify ``blob`` with ``source_key``, load it through the allow-list, and write it
+    again for ``where`` at ``offset``, signed with ``key``.
 
-    Used to import a model exported from another cluster (or to roll a model back
-    without replaying): the learner itself is unchanged, and nothing is unpickled.
+    Used to import a model exported from another cluster (``spec``: the models file's
+    entry for ``where.model``, which the learner must match) or to roll a model back
+    without replaying. The learner is re-pickled, never copied as raw bytes, so nothing
+    outside the allow-list can come through.
+
+    Raises:
+        CheckpointError: as :func:`load`, or the learner is another model than ``spec``.
     """
     header, payload = read_header(blob, source_key)
-    moved = Header(FORMAT_VERSION, where.group, where.topic, where.partition, where.model,
-                   offset, header.n_learned, now)
-    return seal(moved, payload, key)
+    learner = _unpickle(header, payload)
+    if spec is not None and not same_model(learner.spec, spec):
+        raise CheckpointError(
+            f"checkpoint holds a {learner.spec.task} model '{learner.spec.pipeline}', but the "
+            f"models file's {where.model} is a {spec.task} model '{spec.pipeline}'")
+    return dump(learner, where, offset, key, now)
+
+
+def check_checkpointable(name: str, learner: Learner) -> None:
+    """Refuse, at start-up and in one line, a model whose state cannot be checkpointed
+    safely (it holds an object :mod:`learners.safe_pickle` cannot write, or whose pickle
+    names something outside the allow-list). Called on a fresh learner of each model.
+
+    >>> from schemas.models_file import ModelSpec
+    >>> check_checkpointable("m", Learner.from_spec(ModelSpec(task="classification",
+    ...     pipeline="linear_model.PAClassifier()"), 10))
+    """
+    try:
+        payload = safe_pickle.dumps(learner)
+        names = safe_pickle.referenced_globals(payload) - safe_pickle.ALLOWED
+    except UnsupportedObject as exc:
+        raise ConfigError(f"models file: model '{name}' cannot be checkpointed safely: "
+                          f"{exc}") from None
+    if names:
+        module, qualname = sorted(names)[0]
+        raise ConfigError(f"models file: model '{name}' cannot be checkpointed safely: its "
+                          f"state refers to {module}.{qualname}, which is not allowed")

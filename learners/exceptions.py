@@ -1,9 +1,14 @@
 """Errors of the learners package.
 
+Every checkpoint refusal is a :class:`CheckpointError` whose ``reason`` (a short label,
+used for metrics) says why: the signature, the objects inside, or the versions.
+
 >>> from learners.exceptions import PipelineSyntaxError
 >>> from schemas.exceptions import ConfigError
 >>> issubclass(PipelineSyntaxError, ConfigError)
 True
+>>> BadSignature("checkpoint signature does not verify").reason
+'signature'
 """
 
 from schemas.exceptions import ConfigError, DriftlineError
@@ -14,4 +19,26 @@ class PipelineSyntaxError(ConfigError):
 
 
 class CheckpointError(DriftlineError):
-    """A checkpoint could not be read: bad signature, format or version."""
+    """A checkpoint could not be read or written (``reason``: ``invalid`` unless a subclass
+    says better)."""
+
+    reason = "invalid"
+
+
+class BadSignature(CheckpointError):
+    """The HMAC does not verify (wrong key, or the blob was altered)."""
+
+    reason = "signature"
+
+
+class UnsupportedObject(CheckpointError):
+    """The pickle names something outside the allow-list, or a model holds an object that
+    cannot be checkpointed safely."""
+
+    reason = "unsupported"
+
+
+class VersionMismatch(CheckpointError):
+    """The checkpoint was written by a format or River version this one cannot read."""
+
+    reason = "version"

@@ -1,0 +1,298 @@
+"""Pickling learners so that unpickling can only build data and known River objects.
+
+A checkpoint's payload is a pickle, and unpickling runs whatever callables the pickle
+names. :func:`loads` resolves a name only if the exact ``(module, qualified name)`` pair is
+in :data:`ALLOWED` (no dotted names, so no attribute walking from an allowed module to
+``pickle.loads`` or ``os.system``): classes, and the handful of reconstructors defined
+here. Everything else is refused with an :class:`~learners.exceptions.UnsupportedObject`.
+
+River keeps a few objects whose default pickles would need dangerous callables: bound
+methods (``builtins.getattr``), ``functools.partial``, numpy arrays, scalars and dtypes
+(which could build object arrays) and ``numpy.random.RandomState`` (numpy's private
+constructors take a callable). :class:`SafePickler` writes those through the
+reconstructors below instead, each of which accepts only what an explicit table names.
+
+>>> from river import linear_model
+>>> model = linear_model.PAClassifier(mode=1)
+>>> model.learn_one({"x": 1.0}, True)
+>>> copy = loads(dumps(model))
+>>> copy.calc_tau.__func__ is linear_model.PAClassifier._calc_tau_1
+True
+>>> loads(b"\\x80\\x04cbuiltins\\neval\\n.")
+Traceback (most recent call last):
+...
+learners.exceptions.UnsupportedObject: checkpoint refers to builtins.eval, which is not allowed
+"""
+
+import copy
+import functools
+import io
+import operator
+import pickle
+import pickletools
+import types
+from typing import Any
+
+import numpy as np
+
+from learners import safe_pickle_names
+from learners.exceptions import UnsupportedObject
+
+PROTOCOL = 5
+_MODULE = __name__
+
+# Plain functions River keeps as attributes (text processing steps, a staticmethod read
+# through ``self``) or wraps in a partial; none of them calls anything it is given.
+FUNCTIONS: dict[tuple[str, str], Any] = {}
+
+
+def _register_functions() -> None:
+    from river._river_rust import vectordict
+    from river.feature_extraction import vectorize
+    from river.forest import online_extra_trees
+    from river.metrics import mutual_info
+    from river.naive_bayes import gaussian
+    from river.tree.splitter import ebst_splitter
+
+    trees = online_extra_trees.ExtraTrees
+
+    for func in (ebst_splitter.EBSTNode._update_estimator_univariate,
+                 ebst_splitter.EBSTNode._update_estimator_multivariate,
+                 vectorize.strip_accents_unicode, vectorize.tokenize_using_regex_pattern,
+                 vectorize.remove_stop_words, vectorize.find_all_ngrams, vectorize.find_ngrams,
+                 trees._detection_mode_all, trees._detection_mode_drop,
+                 trees._detection_mode_off, gaussian.GaussianNB._make_gaussian,
+                 vectordict.euclidean_distance_tuple,
+                 mutual_info._average_arithmetic, mutual_info._average_geometric,
+                 copy.deepcopy):
+        FUNCTIONS[(func.__module__, func.__qualname__)] = func
+    FUNCTIONS[("builtins", "str.lower")] = str.lower
+
+
+def _numeric_ones(shape: int) -> np.ndarray[Any, Any]:
+    """``numpy.ones(shape)`` (float64 only); restores River's ``partial(np.ones, n)``."""
+    if type(shape) is not int:
+        raise UnsupportedObject("checkpoint asks numpy.ones for a non-integer shape")
+    return np.ones(shape)
+
+
+def _numeric_array(values: Any) -> np.ndarray[Any, Any]:
+    """``numpy.array(values)`` refusing anything but numbers; restores River's
+    ``partial(np.array, [...])``."""
+    out = np.array(values)
+    if out.dtype.kind not in NUMERIC_KINDS:
+        raise UnsupportedObject(f"checkpoint builds a numpy array of {out.dtype}")
+    return out
+
+
+_register_functions()
+_FUNCTION_IDS = {id(f): key for key, f in FUNCTIONS.items()}
+# numpy's own constructors are written under their names but come back as the checked
+# versions above (same results for the numbers River gives them).
+for _key, _original, _safe in ((("numpy", "ones"), np.ones, _numeric_ones),
+                               (("numpy", "array"), np.array, _numeric_array)):
+    FUNCTIONS[_key] = _safe
+    _FUNCTION_IDS[id(_original)] = _FUNCTION_IDS[id(_safe)] = _key
+
+# (class, method name) of the bound methods River keeps as attributes.
+BOUND_METHODS: frozenset[tuple[str, str]] = frozenset({
+    ("river.linear_model.pa.BasePA", "_calc_tau_0"),
+    ("river.linear_model.pa.BasePA", "_calc_tau_1"),
+    ("river.linear_model.pa.BasePA", "_calc_tau_2"),
+    ("river.preprocessing.scale_target.TargetStandardScaler", "_scale"),
+    ("river.preprocessing.scale_target.TargetStandardScaler", "_unscale"),
+    ("river.preprocessing.scale_target.TargetMinMaxScaler", "_scale"),
+    ("river.preprocessing.scale_target.TargetMinMaxScaler", "_unscale"),
+})
+
+# What ``functools.partial`` may wrap besides a :data:`FUNCTIONS` entry or an allowed class
+# (no more than the pickle could call itself): an instance of these initializers (whose
+# ``__call__`` draws random weights).
+PARTIAL_CLASSES: frozenset[str] = frozenset({
+    "river.optim.initializers.Constant", "river.optim.initializers.Normal",
+    "river.optim.initializers.Zeros",
+})
+# numpy kinds an array, scalar or dtype may have: bool, signed, unsigned, float, complex.
+NUMERIC_KINDS = frozenset("biufc")
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- reconstructors: the only functions :data:`ALLOWED` names --------------------------------
+def _dtype(spec: str) -> np.dtype[Any]:
+    dtype = np.dtype(spec)
+    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None:
+        raise UnsupportedObject(f"checkpoint holds a numpy dtype {spec!r}, which is not allowed")
+    return dtype
+
+
+def _array(spec: str, shape: tuple[int, ...], data: bytes) -> np.ndarray[Any, Any]:
+    if not (isinstance(shape, tuple) and all(type(n) is int for n in shape)
+            and isinstance(data, bytes)):
+        raise UnsupportedObject("checkpoint holds a malformed numpy array")
+    return np.frombuffer(data, dtype=_dtype(spec)).reshape(shape).copy()
+
+
+def _scalar(spec: str, data: bytes) -> np.generic:
+    return _array(spec, (), data)[()]  # type: ignore[no-any-return]
+
+
+def _random_state(state: tuple[Any, ...]) -> np.random.RandomState:
+    if not (isinstance(state, tuple) and len(state) == 5 and state[0] == "MT19937"
+            and isinstance(state[1], np.ndarray)):
+        raise UnsupportedObject("checkpoint holds a malformed numpy RandomState")
+    rng = np.random.RandomState()
+    rng.set_state(state)
+    return rng
+
+
+def _function(module: str, qualname: str) -> Any:
+    try:
+        return FUNCTIONS[(module, qualname)]
+    except (KeyError, TypeError):
+        raise UnsupportedObject(
+            f"checkpoint refers to function {module}.{qualname}, which is not allowed") from None
+
+
+def _bound_method(owner: Any, name: str) -> Any:
+    cls = owner if isinstance(owner, type) else type(owner)
+    for klass in cls.__mro__:
+        if (_qualified(klass), name) in BOUND_METHODS and name in vars(klass):
+            # Read the class's own descriptor, never the instance's attributes.
+            return vars(klass)[name].__get__(None if owner is cls else owner, cls)
+    raise UnsupportedObject(
+        f"checkpoint refers to method {_qualified(cls)}.{name}, which is not allowed")
+
+
+def _partial(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> functools.partial[Any]:
+    allowed = (id(func) in _FUNCTION_IDS
+               or (isinstance(func, type)
+                   and (func.__module__, func.__qualname__) in safe_pickle_names.CLASSES)
+               or _qualified(type(func)) in PARTIAL_CLASSES)
+    if not allowed:
+        raise UnsupportedObject(f"checkpoint wraps a {_qualified(type(func))} in a partial, "
+                                "which is not allowed")
+    if not (isinstance(args, tuple) and isinstance(kwargs, dict)
+            and all(isinstance(k, str) for k in kwargs)):
+        raise UnsupportedObject("checkpoint holds a malformed partial")
+    return functools.partial(func, *args, **kwargs)
+
+
+def _itemgetter(key: str) -> operator.itemgetter:
+    if not isinstance(key, str):
+        raise UnsupportedObject("checkpoint holds an item getter of a non-string key")
+    return operator.itemgetter(key)
+
+
+RECONSTRUCTORS = {f.__name__: f for f in (_dtype, _array, _scalar, _random_state, _function,
+                                          _bound_method, _partial, _itemgetter)}
+ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    safe_pickle_names.CLASSES | {(_MODULE, name) for name in RECONSTRUCTORS})
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _partial_reduce(obj: functools.partial[Any]) -> tuple[Any, ...]:
+    func = obj.func
+    if not (id(func) in _FUNCTION_IDS or isinstance(func, type)
+            or _qualified(type(func)) in PARTIAL_CLASSES):
+        raise UnsupportedObject(f"cannot checkpoint a partial of {func!r}")
+    return (_partial, (func, obj.args, obj.keywords))
+
+
+def _itemgetter_reduce(obj: operator.itemgetter) -> tuple[Any, ...]:
+    _, keys = obj.__reduce__()
+    if len(keys) != 1 or not isinstance(keys[0], str):
+        raise UnsupportedObject(f"cannot checkpoint {obj!r}")
+    return (_itemgetter, keys)
+
+
+class SafePickler(pickle.Pickler):
+    """A pickler that writes River's callables and numpy objects through the reconstructors
+    above, so their pickles need nothing outside :data:`ALLOWED`."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is np.ndarray:
+            if obj.dtype.kind not in NUMERIC_KINDS:
+                raise UnsupportedObject(f"cannot checkpoint a numpy array of {obj.dtype}")
+            return (_array, (obj.dtype.str, obj.shape, obj.tobytes()))
+        if isinstance(obj, np.generic):
+            return (_scalar, (obj.dtype.str, obj.tobytes()))
+        if isinstance(obj, np.dtype):
+            return (_dtype, (obj.str,))
+        if kind is types.MethodType:
+            return (_bound_method, (obj.__self__, obj.__func__.__name__))
+        if kind is functools.partial:
+            return _partial_reduce(obj)
+        if id(obj) in _FUNCTION_IDS:
+            return (_function, _FUNCTION_IDS[id(obj)])
+        if kind is operator.itemgetter:
+            return _itemgetter_reduce(obj)
+        if kind is np.random.RandomState:
+            return (_random_state, (obj.get_state(legacy=True),))
+        return NotImplemented
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` (protocol 5) so that :func:`loads` can read it back."""
+    out = io.BytesIO()
+    SafePickler(out, protocol=PROTOCOL).dump(obj)
+    return out.getvalue()
+
+
+# -- reading ---------------------------------------------------------------------------------
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves exactly the ``(module, qualified name)`` pairs of :data:`ALLOWED`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ALLOWED:
+            raise UnsupportedObject(f"checkpoint refers to {module}.{name}, which is not allowed")
+        if module == _MODULE:
+            return RECONSTRUCTORS[name]
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsupportedObject("checkpoint holds a persistent reference, which is not allowed")
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle ``data`` allowing only :data:`ALLOWED` names (out-of-band buffers refused).
+
+    Raises:
+        UnsupportedObject: the pickle names anything else, or a reconstructor refused it.
+    """
+    return RestrictedUnpickler(io.BytesIO(data), buffers=()).load()
+
+
+def referenced_globals(data: bytes) -> set[tuple[str, str]]:
+    """Every ``(module, name)`` a pickle looks up, read with :mod:`pickletools` (nothing runs).
+
+    >>> import collections
+    >>> sorted(referenced_globals(dumps({"a": collections.Counter()})))
+    [('collections', 'Counter')]
+    """
+    found: set[tuple[str, str]] = set()
+    memo: dict[int, Any] = {}
+    recent: list[Any] = []  # values of the last pushes (strings matter, for STACK_GLOBAL)
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = recent[-1] if recent else None
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            recent.append(memo.get(int(arg)))
+        elif op.name == "GLOBAL":
+            module, name = str(arg).split(" ", 1)
+            found.add((module, name))
+            recent.append(None)
+        elif op.name == "STACK_GLOBAL":
+            found.add((str(recent[-2]), str(recent[-1])))
+            recent.append(None)
+        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+            recent.append(arg)
+        elif op.stack_after:
+            recent.append(None)
+        del recent[:-4]
+    return found
