@@ -52,12 +52,14 @@ def _register_functions() -> None:
     from river.forest import online_extra_trees
     from river.metrics import mutual_info
     from river.naive_bayes import gaussian
-    from river.tree.splitter import ebst_splitter
+    from river.tree.splitter import ebst_splitter, nominal_splitter_reg
 
     trees = online_extra_trees.ExtraTrees
 
     for func in (ebst_splitter.EBSTNode._update_estimator_univariate,
                  ebst_splitter.EBSTNode._update_estimator_multivariate,
+                 nominal_splitter_reg.NominalSplitterReg._update_estimator_univariate,
+                 nominal_splitter_reg.NominalSplitterReg._update_estimator_multivariate,
                  vectorize.strip_accents_unicode, vectorize.tokenize_using_regex_pattern,
                  vectorize.remove_stop_words, vectorize.find_all_ngrams, vectorize.find_ngrams,
                  trees._detection_mode_all, trees._detection_mode_drop,
@@ -103,6 +105,18 @@ BOUND_METHODS: frozenset[tuple[str, str]] = frozenset({
     ("river.preprocessing.scale_target.TargetStandardScaler", "_unscale"),
     ("river.preprocessing.scale_target.TargetMinMaxScaler", "_scale"),
     ("river.preprocessing.scale_target.TargetMinMaxScaler", "_unscale"),
+    ("river.ensemble.bagging.LeveragingBaggingClassifier", "_leveraging_bag"),
+    ("river.ensemble.bagging.LeveragingBaggingClassifier", "_leveraging_bag_me"),
+    ("river.ensemble.bagging.LeveragingBaggingClassifier", "_leveraging_bag_half"),
+    ("river.ensemble.bagging.LeveragingBaggingClassifier", "_leveraging_bag_wt"),
+    ("river.ensemble.bagging.LeveragingBaggingClassifier", "_leveraging_subag"),
+    ("river.tree.splitter.qo_splitter.Slot", "_update_estimator_univariate"),
+    ("river.tree.splitter.qo_splitter.Slot", "_update_estimator_multivariate"),
+    ("river.feature_extraction.kernel_approx.RBFSampler", "_random_weights"),
+    ("river.preprocessing.random_projection.GaussianRandomProjector", "_rand_gauss"),
+    ("river.preprocessing.random_projection.SparseRandomProjector",
+     "_rand_weights_for_feature"),
+    ("river.multiclass.occ.OutputCodeClassifier", "_next_code"),
 })
 
 # What ``functools.partial`` may wrap besides a :data:`FUNCTIONS` entry or an allowed class
@@ -128,11 +142,13 @@ def _dtype(spec: str) -> np.dtype[Any]:
     return dtype
 
 
-def _array(spec: str, shape: tuple[int, ...], data: bytes) -> np.ndarray[Any, Any]:
+def _array(spec: str, shape: tuple[int, ...], data: bytes,
+           order: str = "C") -> np.ndarray[Any, Any]:
     if not (isinstance(shape, tuple) and all(type(n) is int for n in shape)
-            and isinstance(data, bytes)):
+            and isinstance(data, bytes) and order in ("C", "F")):
         raise UnsupportedObject("checkpoint holds a malformed numpy array")
-    return np.frombuffer(data, dtype=_dtype(spec)).reshape(shape).copy()
+    # Same memory order as the original: BLAS may round differently on another layout.
+    return np.frombuffer(data, dtype=_dtype(spec)).reshape(shape, order=order).copy(order=order)
 
 
 def _scalar(spec: str, data: bytes) -> np.generic:
@@ -186,8 +202,24 @@ def _itemgetter(key: str) -> operator.itemgetter:
     return operator.itemgetter(key)
 
 
+def _random_trees_embedding(state: dict[str, Any]) -> Any:
+    """River's ``RandomTreesEmbedding`` keys its leaves by ``id()``, which a copy does not
+    keep: rebuild that index (same leaf order) instead of restoring stale ids."""
+    from river.feature_extraction import RandomTreesEmbedding
+
+    if not (isinstance(state, dict) and all(isinstance(k, str) for k in state)
+            and isinstance(state.get("trees"), list)):
+        raise UnsupportedObject("checkpoint holds a malformed RandomTreesEmbedding")
+    obj = RandomTreesEmbedding.__new__(RandomTreesEmbedding)
+    obj.__dict__.update(state)
+    obj._leaf_indices = [{id(leaf): i for i, leaf in enumerate(tree.iter_leaves())}
+                         for tree in obj.trees]
+    return obj
+
+
 RECONSTRUCTORS = {f.__name__: f for f in (_dtype, _array, _scalar, _random_state, _function,
-                                          _bound_method, _partial, _itemgetter)}
+                                          _bound_method, _partial, _itemgetter,
+                                          _random_trees_embedding)}
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     safe_pickle_names.CLASSES | {(_MODULE, name) for name in RECONSTRUCTORS})
 
@@ -217,7 +249,8 @@ class SafePickler(pickle.Pickler):
         if kind is np.ndarray:
             if obj.dtype.kind not in NUMERIC_KINDS:
                 raise UnsupportedObject(f"cannot checkpoint a numpy array of {obj.dtype}")
-            return (_array, (obj.dtype.str, obj.shape, obj.tobytes()))
+            order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
+            return (_array, (obj.dtype.str, obj.shape, obj.tobytes(order=order), order))
         if isinstance(obj, np.generic):
             return (_scalar, (obj.dtype.str, obj.tobytes()))
         if isinstance(obj, np.dtype):
@@ -230,6 +263,9 @@ class SafePickler(pickle.Pickler):
             return (_function, _FUNCTION_IDS[id(obj)])
         if kind is operator.itemgetter:
             return _itemgetter_reduce(obj)
+        if _qualified(kind) == "river.feature_extraction.kernel_approx.RandomTreesEmbedding":
+            state = {k: v for k, v in vars(obj).items() if k != "_leaf_indices"}
+            return (_random_trees_embedding, (state,))
         if kind is np.random.RandomState:
             return (_random_state, (obj.get_state(legacy=True),))
         return NotImplemented

@@ -1,17 +1,22 @@
 """One contract over every kind of learner: learn, predict, checkpoint round-trip, same
-predictions; and each equals River run in-process on the same events."""
+predictions; and each equals River run in-process on the same events. The sweep runs the
+checkpoint round-trip over every estimator the pipeline parser accepts."""
 
+import inspect
 import itertools
+import re
 
 import pytest
+from river import base
 from river.datasets import synth
 
-from learners import checkpoint
+from learners import checkpoint, safe_pickle
 from learners.checkpoint import Where
 from learners.exceptions import CheckpointError
 from learners.learner import Learner, class_key
 from learners.pipeline_text import build_pipeline
 from schemas.models_file import ModelSpec
+from tests.learners.estimator_sweep import NOT_SWEPT, SWEEP, events, parser_classes, trained
 
 PIPELINES = [
     ("classification", "preprocessing.StandardScaler() | linear_model.LogisticRegression()"),
@@ -23,7 +28,7 @@ PIPELINES = [
     ("anomaly", "anomaly.HalfSpaceTrees(seed=3)"),
 ]
 WHERE = Where("g", "t.events", 0, "m")
-KEY = b"k"
+KEY = b"contract-test-key-of-32-bytes-or-more"
 
 
 def stream(task, n):
@@ -104,3 +109,56 @@ def test_a_signed_blob_with_a_foreign_class_is_refused_unexecuted(tmp_path):
     blob = seal(header, pickle.dumps(_Evil()), KEY)
     with pytest.raises(CheckpointError, match="not allowed"):
         checkpoint.load(blob, WHERE, KEY)
+
+
+def _predict(learner, x):
+    """What the learner would answer for ``x``, without learning (repr: NaN-safe, exact)."""
+    if learner.task == "classification":
+        return repr(learner.model.predict_proba_one(x))
+    if learner.task == "regression":
+        return repr(learner.model.predict_one(x))
+    return repr(learner.model.score_one(x))
+
+
+@pytest.mark.parametrize(("task", "pipeline", "mixed"), SWEEP, ids=[p for _, p, _ in SWEEP])
+def test_sweep_checkpoint_restores_bit_identical(task, pipeline, mixed):
+    learner, probes = trained(task, pipeline, mixed)
+    blob = checkpoint.dump(learner, WHERE, offset=199, key=KEY, now=0.0)
+    header, restored = checkpoint.load(blob, WHERE, KEY)
+    assert header.n_learned == restored.n_learned == learner.n_learned
+    assert safe_pickle.referenced_globals(checkpoint.read_header(blob, KEY)[1]) <= \
+        safe_pickle.ALLOWED
+    assert [_predict(restored, x) for x, _ in probes] == [_predict(learner, x) for x, _ in probes]
+    for x, y in probes:  # and learning goes on identically
+        a, b = learner.step(x, y), restored.step(x, y)
+        assert repr((a.prediction, a.scores, a.version, a.learned)) == \
+            repr((b.prediction, b.scores, b.version, b.learned))
+    assert (learner.n_learned, learner.n_scored) == (restored.n_learned, restored.n_scored)
+    checkpoint.check_checkpointable("m", learner)
+
+
+def test_amf_regressor_round_trips_at_river_level():
+    from river import forest
+
+    model = forest.AMFRegressor(seed=1)
+    stream = list(events("regression", 250))
+    for x, y in stream[:200]:
+        model.learn_one(x, y)
+    copy = safe_pickle.loads(safe_pickle.dumps(model))
+    for x, y in stream[200:]:
+        assert repr(copy.predict_one(x)) == repr(model.predict_one(x))
+        model.learn_one(x, y)
+        copy.learn_one(x, y)
+
+
+def test_the_sweep_covers_every_estimator_the_parser_accepts():
+    classes = parser_classes()
+    used = {classes[name] for name in re.findall(r"([a-z_.]+\.[A-Z]\w*)\(",
+                                                  " ".join(p for _, p, _ in SWEEP))}
+    reasons = {classes[name] for name in NOT_SWEPT}
+    kinds = (base.Classifier, base.Regressor, base.AnomalyDetector, base.Transformer)
+    missing = sorted(name for name, cls in classes.items()
+                     if issubclass(cls, kinds) and not inspect.isabstract(cls)
+                     and cls not in used and cls not in reasons)
+    assert missing == []
+    assert len(SWEEP) >= 100
