@@ -180,7 +180,7 @@ def _unpickle(header: Header, payload: bytes) -> Learner:
     versions says which versions differ and what to do."""
     foreign = header.format != FORMAT_VERSION or header.river != RIVER_VERSION
     try:
-        learner = safe_pickle.loads(payload)
+        learner = safe_pickle.loads(payload, legacy=header.format == 1)
     except UnsupportedObject as exc:
         if not foreign:
             raise

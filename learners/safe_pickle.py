@@ -217,6 +217,46 @@ def _random_trees_embedding(state: dict[str, Any]) -> Any:
     return obj
 
 
+class LegacyPartial(functools.partial):  # type: ignore[type-arg]
+    """``functools.partial`` as format-1 checkpoints (plain pickle) wrote it, e.g. in River's
+    confusion matrix: read only there, and only for what :func:`_partial` accepts (both at
+    construction and when the pickle sets its state)."""
+
+    def __new__(cls, func: Any, /, *args: Any, **kwargs: Any) -> "LegacyPartial":
+        _partial(func, args, kwargs)
+        return super().__new__(cls, func, *args, **kwargs)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if not (isinstance(state, tuple) and len(state) == 4):
+            raise UnsupportedObject("checkpoint holds a malformed partial")
+        func, args, kwargs, extra = state
+        _partial(func, args, kwargs or {})
+        if extra:
+            raise UnsupportedObject("checkpoint holds a partial with attributes")
+        super().__setstate__((func, args, kwargs, None))
+
+
+def _legacy_random_trees_embedding() -> type:
+    from river.feature_extraction import RandomTreesEmbedding
+
+    class LegacyRandomTreesEmbedding(RandomTreesEmbedding):  # type: ignore[misc]
+        """Format 1 wrote ``RandomTreesEmbedding`` with its stale ``id()`` index; rebuild it."""
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            rebuilt = _random_trees_embedding(state)
+            self.__dict__.update(vars(rebuilt))
+
+    return LegacyRandomTreesEmbedding
+
+
+# Names only a format-1 checkpoint (written by plain pickle) may use, and what they mean.
+LEGACY: dict[tuple[str, str], Any] = {
+    ("functools", "partial"): LegacyPartial,
+    ("river.feature_extraction.kernel_approx", "RandomTreesEmbedding"):
+        _legacy_random_trees_embedding(),
+}
+
+
 RECONSTRUCTORS = {f.__name__: f for f in (_dtype, _array, _scalar, _random_state, _function,
                                           _bound_method, _partial, _itemgetter,
                                           _random_trees_embedding)}
@@ -257,13 +297,14 @@ class SafePickler(pickle.Pickler):
             return (_dtype, (obj.str,))
         if kind is types.MethodType:
             return (_bound_method, (obj.__self__, obj.__func__.__name__))
-        if kind is functools.partial:
+        if isinstance(obj, functools.partial):
             return _partial_reduce(obj)
         if id(obj) in _FUNCTION_IDS:
             return (_function, _FUNCTION_IDS[id(obj)])
         if kind is operator.itemgetter:
             return _itemgetter_reduce(obj)
-        if _qualified(kind) == "river.feature_extraction.kernel_approx.RandomTreesEmbedding":
+        if any(_qualified(k) == "river.feature_extraction.kernel_approx.RandomTreesEmbedding"
+               for k in kind.__mro__):
             state = {k: v for k, v in vars(obj).items() if k != "_leaf_indices"}
             return (_random_trees_embedding, (state,))
         if kind is np.random.RandomState:
@@ -272,17 +313,29 @@ class SafePickler(pickle.Pickler):
 
 
 def dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` (protocol 5) so that :func:`loads` can read it back."""
+    """Pickle ``obj`` (protocol 5) so that :func:`loads` can read it back.
+
+    Raises:
+        UnsupportedObject: ``obj`` holds something that cannot be pickled (safely).
+    """
     out = io.BytesIO()
-    SafePickler(out, protocol=PROTOCOL).dump(obj)
+    try:
+        SafePickler(out, protocol=PROTOCOL).dump(obj)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise UnsupportedObject(f"cannot checkpoint this model: {exc}") from None
     return out.getvalue()
 
 
 # -- reading ---------------------------------------------------------------------------------
 class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves exactly the ``(module, qualified name)`` pairs of :data:`ALLOWED`."""
+    """Resolves exactly the ``(module, qualified name)`` pairs of :data:`ALLOWED` (and, for a
+    format-1 checkpoint, of :data:`LEGACY`)."""
+
+    legacy = False
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.legacy and (module, name) in LEGACY:
+            return LEGACY[(module, name)]
         if (module, name) not in ALLOWED:
             raise UnsupportedObject(f"checkpoint refers to {module}.{name}, which is not allowed")
         if module == _MODULE:
@@ -293,13 +346,16 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UnsupportedObject("checkpoint holds a persistent reference, which is not allowed")
 
 
-def loads(data: bytes) -> Any:
-    """Unpickle ``data`` allowing only :data:`ALLOWED` names (out-of-band buffers refused).
+def loads(data: bytes, legacy: bool = False) -> Any:
+    """Unpickle ``data`` allowing only :data:`ALLOWED` names (out-of-band buffers refused);
+    ``legacy``: a format-1 payload, which may also use :data:`LEGACY`.
 
     Raises:
         UnsupportedObject: the pickle names anything else, or a reconstructor refused it.
     """
-    return RestrictedUnpickler(io.BytesIO(data), buffers=()).load()
+    unpickler = RestrictedUnpickler(io.BytesIO(data), buffers=())
+    unpickler.legacy = legacy
+    return unpickler.load()
 
 
 def referenced_globals(data: bytes) -> set[tuple[str, str]]:

@@ -12,11 +12,12 @@ from river.datasets import synth
 
 from learners import checkpoint, safe_pickle
 from learners.checkpoint import Where
-from learners.exceptions import CheckpointError
+from learners.exceptions import CheckpointError, VersionMismatch
 from learners.learner import Learner, class_key
 from learners.pipeline_text import build_pipeline
 from schemas.models_file import ModelSpec
 from tests.learners.estimator_sweep import NOT_SWEPT, SWEEP, events, parser_classes, trained
+from tests.learners.test_checkpoint_format import v1_blob
 
 PIPELINES = [
     ("classification", "preprocessing.StandardScaler() | linear_model.LogisticRegression()"),
@@ -135,6 +136,13 @@ def test_sweep_checkpoint_restores_bit_identical(task, pipeline, mixed):
             repr((b.prediction, b.scores, b.version, b.learned))
     assert (learner.n_learned, learner.n_scored) == (restored.n_learned, restored.n_scored)
     checkpoint.check_checkpointable("m", learner)
+    # The same learner in the previous format: it loads identically, or stops in one line.
+    try:
+        _, old = checkpoint.load(v1_blob(learner, WHERE, 249, KEY), WHERE, KEY)
+    except VersionMismatch as exc:
+        assert "\n" not in str(exc) and "written by format 1" in str(exc)
+    else:
+        assert [_predict(old, x) for x, _ in probes] == [_predict(learner, x) for x, _ in probes]
 
 
 def test_amf_regressor_round_trips_at_river_level():
