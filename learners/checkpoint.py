@@ -101,8 +101,9 @@ class Header:
                 f"Driftline {self.driftline}")
 
 
-def signing_key(secret: str | None) -> bytes:
-    """The checkpoint key as bytes; refused (one line) when unset or shorter than 32 bytes.
+def signing_key(secret: str | None, name: str = "DRIFTLINE_CHECKPOINT_KEY") -> bytes:
+    """The checkpoint key as bytes; refused (one line naming the variable ``name``, never the
+    key) when unset or shorter than 32 bytes.
 
     >>> len(signing_key("x" * 32))
     32
@@ -112,11 +113,12 @@ def signing_key(secret: str | None) -> bytes:
     schemas.exceptions.ConfigError: DRIFTLINE_CHECKPOINT_KEY is 5 bytes: it must be at least 32 ...
     """
     if not secret:
-        raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it")
+        raise ConfigError(f"{name} is not set: checkpoints are signed with it (or set "
+                          "DRIFTLINE_CHECKPOINTS=false to run without them)")
     key = secret.encode()
     if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(f"DRIFTLINE_CHECKPOINT_KEY is {len(key)} bytes: it must be at least "
-                          f"{MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)")
+        raise ConfigError(f"{name} is {len(key)} bytes: it must be at least {MIN_KEY_BYTES} "
+                          "(e.g. `openssl rand -hex 32`)")
     return key
 
 

@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
+from learners import checkpoint
 from learners.registry import ModelRegistry
 from schemas import constants
-from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams import web
 from streams.checkpoint_store import CheckpointStore
@@ -65,12 +65,10 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
 
 def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
     """The checkpointer of one worker: Redis store, signing key, schedule."""
-    if settings.checkpoint_key is None or not settings.checkpoint_key.get_secret_value():
-        raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it "
-                          "(or set DRIFTLINE_CHECKPOINTS=false to run without them)")
+    key = checkpoint.signing_key(  # unset or shorter than 32 bytes: one line, no start
+        settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
                                      socket_timeout=2.0, socket_connect_timeout=2.0)
-    store = CheckpointStore(client, settings.checkpoint_key.get_secret_value().encode(),
-                            settings.checkpoint_keep, settings.app_id,
+    store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
                             settings.topic(constants.EVENTS))
     return Checkpointer(store, settings, metrics)

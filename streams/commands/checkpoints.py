@@ -2,7 +2,10 @@
 
 They act on the checkpoints of consumer group ``DRIFTLINE_APP_ID`` for the events topic
 ``DRIFTLINE_TOPIC_PREFIX`` + ``events``, in ``DRIFTLINE_REDIS_URL``, signed with
-``DRIFTLINE_CHECKPOINT_KEY``. Stop the workers before ``rollback`` or ``import``.
+``DRIFTLINE_CHECKPOINT_KEY`` (at least 32 bytes). Stop the workers before ``rollback`` or
+``import``. Nothing is unpickled outside :mod:`learners.safe_pickle`'s allow-list: ``import``
+loads the file through it, checks it holds a learner of the models file's model, and writes
+that learner again (never the file's raw bytes).
 """
 
 import asyncio
@@ -25,6 +28,7 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
+from streams.config import load_models
 
 app = typer.Typer(help="List, inspect, roll back, export and import model checkpoints.",
                   no_args_is_help=True)
@@ -33,9 +37,8 @@ T = TypeVar("T")
 
 def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
     settings = Settings()
-    if settings.checkpoint_key is None:
-        raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set")
-    key = settings.checkpoint_key.get_secret_value().encode()
+    key = checkpoint.signing_key(
+        settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
 
     async def go() -> T:
         client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
@@ -86,6 +89,7 @@ def show(model: str, partition: int,
         typer.echo(f"model {header.model} partition {header.partition} version {version}")
         typer.echo(f"  offset {header.offset}  created {_when(header.created_at)}  "
                    f"bytes {len(blobs[version])}")
+        typer.echo(f"  written by {header.versions()}")
         typer.echo(f"  pipeline {learner.spec.pipeline}")
         typer.echo(f"  learned {learner.n_learned}  scored {learner.n_scored}  "
                    f"resets {learner.n_resets}  {learner.metric}")
@@ -134,18 +138,24 @@ def import_(file: Path, model: str, partition: int,
             source_key_env: str = typer.Option(
                 "DRIFTLINE_CHECKPOINT_KEY",
                 help="Environment variable holding the key FILE was signed with.")) -> None:
-    """Verify FILE and make it the newest version of MODEL on PARTITION.
+    """Verify FILE, load it through the allow-list, check it is a learner of MODEL as the
+    models file (``DRIFTLINE_MODELS``) describes it, and make it MODEL's newest version on
+    PARTITION.
 
     The model resumes at the partition's current end: it learns from new events only.
     """
     async def action(store: CheckpointStore, settings: Settings) -> None:
-        source_key = os.environ.get(source_key_env)
-        if not source_key:
-            raise ConfigError(f"{source_key_env} is not set")
-        blob = file.read_bytes()
+        spec = load_models(settings.models).models.get(model)
+        if spec is None:
+            raise ConfigError(f"model {model} is not in the models file: add it first")
+        source_key = checkpoint.signing_key(os.environ.get(source_key_env), source_key_env)
+        try:
+            blob = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{file}: {exc.strerror or exc}") from None
         offset = await _end_offset(settings, partition) - 1
-        moved = checkpoint.rebrand(blob, source_key.encode(), store.where(partition, model),
-                                   offset, store.key, time.time())
+        moved = checkpoint.rebrand(blob, source_key, store.where(partition, model), offset,
+                                   store.key, time.time(), spec=spec)
         await store.push(partition, model, offset, moved)
         typer.echo(f"imported {file} as model {model} partition {partition} at offset {offset}")
     _run(action)

@@ -68,7 +68,7 @@ def worker_env(bootstrap: str, redis_url: str, prefix: str, tmp: Path,
         "DRIFTLINE_WEB_PORT": str(free_port()),
         "DRIFTLINE_WEB_HOST": "127.0.0.1",
         "DRIFTLINE_DATA_DIR": str(tmp / "worker-data"),
-        "DRIFTLINE_CHECKPOINT_KEY": f"local-{prefix}-key",
+        "DRIFTLINE_CHECKPOINT_KEY": f"local-{prefix}-checkpoint-key-of-32-bytes-or-more",
         **extra,
     })
     return env

@@ -18,7 +18,19 @@ from streams.sources import synthetic_events
 from tests.helpers import run_cli
 from tests.kafka_tools import create_topic
 
-KEY = "cli-test-key"
+KEY = "cli-test-key-of-at-least-32-bytes!"
+OTHER_KEY = "another-cluster-key-of-32-bytes-or-more"
+MODELS = """
+[models.default]
+task = "classification"
+pipeline = "preprocessing.StandardScaler() | linear_model.LogisticRegression()"
+[models.copy]
+task = "classification"
+pipeline = "preprocessing.StandardScaler()|linear_model.LogisticRegression( l2=0.0 )"
+[models.trees]
+task = "classification"
+pipeline = "tree.HoeffdingTreeClassifier()"
+"""
 
 
 def make_versions(redis_url, prefix, versions=3, per_version=100):
@@ -43,11 +55,16 @@ def make_versions(redis_url, prefix, versions=3, per_version=100):
     asyncio.run(go())
 
 
-def cli_env(kafka, redis_url, prefix, **extra):
+def cli_env(kafka, redis_url, prefix, tmp_path=None, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
     env.update({"DRIFTLINE_KAFKA_BOOTSTRAP": kafka.bootstrap, "DRIFTLINE_REDIS_URL": redis_url,
                 "DRIFTLINE_TOPIC_PREFIX": prefix, "DRIFTLINE_APP_ID": f"{prefix}app",
-                "DRIFTLINE_CHECKPOINT_KEY": KEY, **extra})
+                "DRIFTLINE_CHECKPOINT_KEY": KEY})
+    if tmp_path is not None:
+        models = tmp_path / "models.toml"
+        models.write_text(MODELS)
+        env["DRIFTLINE_MODELS"] = str(models)
+    env.update(extra)
     return env
 
 
@@ -89,19 +106,22 @@ def test_only_the_last_k_versions_are_kept(redis_url, topic_prefix):
 def test_list_show_export_import_rollback(kafka, redis_url, topic_prefix, tmp_path):
     make_versions(redis_url, topic_prefix)
     create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
-    env = cli_env(kafka, redis_url, topic_prefix)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
     listed = run_cli("checkpoints", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     assert "default" in listed.stdout and "299" in listed.stdout
     shown = run_cli("checkpoints", "show", "default", "0", "--version", "1", env=env)
     assert "offset 199" in shown.stdout and "learned 200" in shown.stdout
+    assert (f"written by format 2, River {checkpoint.RIVER_VERSION}, Python "
+            f"{checkpoint.PYTHON_VERSION}, Driftline {checkpoint.DRIFTLINE_VERSION}"
+            in shown.stdout)
 
     exported = tmp_path / "model.ckpt"
     assert run_cli("checkpoints", "export", "default", "0", str(exported), env=env).returncode == 0
     header, _ = checkpoint.read_header(exported.read_bytes(), KEY.encode())
     assert header.offset == 299
 
-    other = cli_env(kafka, redis_url, topic_prefix, DRIFTLINE_CHECKPOINT_KEY="another-cluster")
+    other = cli_env(kafka, redis_url, topic_prefix, tmp_path, DRIFTLINE_CHECKPOINT_KEY=OTHER_KEY)
     refused = run_cli("checkpoints", "import", str(exported), "copy", "0", env=other)
     assert refused.returncode == 1
     assert refused.stderr.strip() == "driftline: checkpoint signature does not verify"
@@ -115,3 +135,79 @@ def test_list_show_export_import_rollback(kafka, redis_url, topic_prefix, tmp_pa
     back = run_cli("checkpoints", "rollback", "default", "0", env=env)
     assert "rolled back to offset 199 (200 learned)" in back.stdout
     assert "299" not in run_cli("checkpoints", "list", env=env).stdout.split("default")[1]
+
+
+def _evil_blob(marker, key, where):
+    """A correctly signed checkpoint whose pickle runs ``touch marker`` if unpickled freely."""
+    cmd = f"touch {marker}".encode()
+    payload = (b"\x80\x04\x8c\x05posix\x8c\x06system\x93(\x8c" + bytes([len(cmd)]) + cmd
+               + b"tR.")
+    return checkpoint.seal(checkpoint._header(where, 5, 10, 0.0), payload, key)
+
+
+def test_import_and_show_refuse_a_malicious_checkpoint_and_run_nothing(
+        kafka, redis_url, topic_prefix, tmp_path):
+    make_versions(redis_url, topic_prefix, versions=1)
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    marker = tmp_path / "pwned"
+    vendor_key = "vendor-key-of-at-least-thirty-two-bytes"
+    evil = tmp_path / "vendor.ckpt"
+    evil.write_bytes(_evil_blob(marker, vendor_key.encode(),
+                                checkpoint.Where("vendor", "v.events", 0, "theirs")))
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path, VENDOR_KEY=vendor_key)
+    refused = run_cli("checkpoints", "import", str(evil), "copy", "0",
+                      "--source-key-env", "VENDOR_KEY", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "driftline: checkpoint refers to posix.system, which is not allowed")
+    assert not marker.exists()
+    listed = run_cli("checkpoints", "list", env=env).stdout
+    assert "copy" not in listed  # nothing was written
+
+    # An attacker who can write to Redis *and* knows the key plants one: show refuses it too.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    store_key = f"driftline:ckpt:{topic_prefix}app:{topic_prefix}events:0:default"
+    client.lpush(store_key, _evil_blob(marker, KEY.encode(), checkpoint.Where(
+        f"{topic_prefix}app", f"{topic_prefix}events", 0, "default")))
+    client.close()
+    shown = run_cli("checkpoints", "show", "default", "0", env=env)
+    assert shown.returncode == 1
+    assert shown.stderr.strip() == (
+        "driftline: checkpoint refers to posix.system, which is not allowed")
+    assert not marker.exists()
+
+
+def test_import_refuses_a_learner_of_another_model(kafka, redis_url, topic_prefix, tmp_path):
+    make_versions(redis_url, topic_prefix, versions=1)
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
+    exported = tmp_path / "model.ckpt"
+    assert run_cli("checkpoints", "export", "default", "0", str(exported), env=env).returncode == 0
+    refused = run_cli("checkpoints", "import", str(exported), "trees", "0", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "models file's trees is a classification model 'tree.HoeffdingTreeClassifier()'" \
+        in refused.stderr
+    missing = run_cli("checkpoints", "import", str(exported), "nosuch", "0", env=env)
+    assert missing.stderr.strip() == ("driftline: model nosuch is not in the models file: "
+                                      "add it first")
+
+
+def test_every_command_refuses_a_short_key_in_one_line(kafka, redis_url, topic_prefix, tmp_path):
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path, DRIFTLINE_CHECKPOINT_KEY="short-key")
+    exported = tmp_path / "x.ckpt"
+    exported.write_bytes(b"")
+    for args in (("list",), ("show", "default", "0"), ("rollback", "default", "0"),
+                 ("export", "default", "0", str(exported)),
+                 ("import", str(exported), "default", "0")):
+        out = run_cli("checkpoints", *args, env=env)
+        assert out.returncode == 1, args
+        assert out.stderr == ("driftline: DRIFTLINE_CHECKPOINT_KEY is 9 bytes: it must be at "
+                              "least 32 (e.g. `openssl rand -hex 32`)\n"), args
+    short_source = run_cli("checkpoints", "import", str(exported), "default", "0",
+                           "--source-key-env", "SRC", env={**env, "DRIFTLINE_CHECKPOINT_KEY": KEY,
+                                                           "SRC": "tiny"})
+    assert short_source.stderr.strip() == (
+        "driftline: SRC is 4 bytes: it must be at least 32 (e.g. `openssl rand -hex 32`)")
