@@ -173,6 +173,16 @@ def test_an_uncheckpointable_model_is_refused_at_start_up_in_one_line():
         checkpoint.check_checkpointable("m", learner)
 
 
+def test_a_model_holding_a_class_outside_the_allow_list_is_refused_at_start_up():
+    import datetime
+
+    learner = Learner.from_spec(DEFAULT, 10)
+    learner.model["LogisticRegression"].started = datetime.date(2026, 1, 1)
+    with pytest.raises(ConfigError, match=r"^models file: model 'm' cannot be checkpointed "
+                                          r"safely: checkpoint refers to datetime\.date, which"):
+        checkpoint.check_checkpointable("m", learner)
+
+
 def test_check_checkpointable_accepts_every_default_model():
     for task, pipeline in (("classification", DEFAULT.pipeline),
                            ("regression", "linear_model.PARegressor()"),
