@@ -6,6 +6,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learners import checkpoint, safe_pickle
 from learners.checkpoint import FORMAT_VERSION, Header, Where, seal
@@ -174,3 +176,30 @@ def test_a_genuine_learner_still_loads_next_to_the_gadgets():
     learner.step({"x": 1.0}, True)
     _, restored = checkpoint.load(checkpoint.dump(learner, WHERE, 0, KEY, 0.0), WHERE, KEY)
     assert restored.n_learned == 1
+
+
+_GENUINE = safe_pickle.dumps(Learner.from_spec(
+    ModelSpec(task="classification", pipeline="preprocessing.StandardScaler() | "
+              "linear_model.PAClassifier()"), 10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_GENUINE) - 1), st.integers(0, 255)),
+                min_size=1, max_size=4))
+def test_a_signed_corrupted_pickle_loads_or_is_refused_never_crashes(edits):
+    """Whatever bytes a key holder signs, loading ends in a learner or one CheckpointError."""
+    payload = bytearray(_GENUINE)
+    for position, value in edits:
+        payload[position] = value
+    try:
+        checkpoint.load(seal(HEADER, bytes(payload), KEY), WHERE, KEY)
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_signed_random_bytes_are_refused_in_one_line(data):
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.load(seal(HEADER, b"\x80\x05" + data, KEY), WHERE, KEY)
+    assert "\n" not in str(refused.value)
