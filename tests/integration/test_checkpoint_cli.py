@@ -211,3 +211,13 @@ def test_every_command_refuses_a_short_key_in_one_line(kafka, redis_url, topic_p
                                                            "SRC": "tiny"})
     assert short_source.stderr.strip() == (
         "driftline: SRC is 4 bytes: it must be at least 32 (e.g. `openssl rand -hex 32`)")
+
+
+def test_the_worker_refuses_a_short_key_before_consuming(kafka, redis_url, topic_prefix,
+                                                          tmp_path):
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path,
+                  DRIFTLINE_CHECKPOINT_KEY="x" * 31, DRIFTLINE_WEB_PORT="0")
+    out = run_cli("worker", env=env, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr == ("driftline: DRIFTLINE_CHECKPOINT_KEY is 31 bytes: it must be at least "
+                          "32 (e.g. `openssl rand -hex 32`)\n")
