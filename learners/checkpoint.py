@@ -187,10 +187,13 @@ def _unpickle(header: Header, payload: bytes) -> Learner:
         if not foreign:
             raise
         problem = str(exc)
-    except Exception as exc:
-        problem = f"its payload is not readable: {type(exc).__name__}: {exc}"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # also pyo3's PanicException (River's Rust classes)
+        reason = safe_pickle.one_line(f"{type(exc).__name__}: {exc}")
+        problem = f"its payload is not readable: {reason}"
         if not foreign:
-            raise CheckpointError(f"checkpoint payload is not readable: {exc!r}") from None
+            raise CheckpointError(f"checkpoint payload is not readable: {reason}") from None
     else:
         if not isinstance(learner, Learner):
             raise UnsupportedObject("checkpoint does not hold a learner")

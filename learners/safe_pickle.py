@@ -134,6 +134,21 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def one_line(text: str) -> str:
+    """``text`` (read from a pickle, or an error about one) as one printable line of at most
+    200 characters.
+
+    >>> print(one_line("a" + chr(10) + "b"))
+    a\\nb
+    """
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _shown(*parts: object) -> str:
+    return one_line(".".join(str(p) for p in parts))
+
+
 # -- reconstructors: the only functions :data:`ALLOWED` names --------------------------------
 def _dtype(spec: str) -> np.dtype[Any]:
     dtype = np.dtype(spec)
@@ -169,7 +184,8 @@ def _function(module: str, qualname: str) -> Any:
         return FUNCTIONS[(module, qualname)]
     except (KeyError, TypeError):
         raise UnsupportedObject(
-            f"checkpoint refers to function {module}.{qualname}, which is not allowed") from None
+            f"checkpoint refers to function {_shown(module, qualname)}, which is not allowed"
+        ) from None
 
 
 def _bound_method(owner: Any, name: str) -> Any:
@@ -179,7 +195,7 @@ def _bound_method(owner: Any, name: str) -> Any:
             # Read the class's own descriptor, never the instance's attributes.
             return vars(klass)[name].__get__(None if owner is cls else owner, cls)
     raise UnsupportedObject(
-        f"checkpoint refers to method {_qualified(cls)}.{name}, which is not allowed")
+        f"checkpoint refers to method {_shown(_qualified(cls), name)}, which is not allowed")
 
 
 def _partial(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> functools.partial[Any]:
@@ -337,7 +353,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         if self.legacy and (module, name) in LEGACY:
             return LEGACY[(module, name)]
         if (module, name) not in ALLOWED:
-            raise UnsupportedObject(f"checkpoint refers to {module}.{name}, which is not allowed")
+            raise UnsupportedObject(
+                f"checkpoint refers to {_shown(module, name)}, which is not allowed")
         if module == _MODULE:
             return RECONSTRUCTORS[name]
         return super().find_class(module, name)

@@ -203,3 +203,13 @@ def test_signed_random_bytes_are_refused_in_one_line(data):
     with pytest.raises(CheckpointError) as refused:
         checkpoint.load(seal(HEADER, b"\x80\x05" + data, KEY), WHERE, KEY)
     assert "\n" not in str(refused.value)
+
+
+def test_a_rust_object_with_corrupt_state_is_refused_not_a_panic():
+    """River's Rust classes panic (pyo3 ``PanicException``, a ``BaseException``) on bad state:
+    found by the corrupted-pickle property above; it must stay one CheckpointError."""
+    state = b"C\x01\x00"  # SHORT_BINBYTES of one byte: far too short for ADWIN's state
+    args = b"(G?`bM\xd2\xf1\xa9\xfcK K\x05K\x05K\nt"  # (0.002, 32, 5, 5, 10)
+    body = glob("river._river_rust.drift", "AdaptiveWindowing") + args + b"\x81" + state + b"b"
+    with pytest.raises(CheckpointError, match="payload is not readable: PanicException"):
+        checkpoint.load(blob(body), WHERE, KEY)
