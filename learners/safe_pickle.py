@@ -73,8 +73,8 @@ def _register_functions() -> None:
 
 def _numeric_ones(shape: int) -> np.ndarray[Any, Any]:
     """``numpy.ones(shape)`` (float64 only); restores River's ``partial(np.ones, n)``."""
-    if type(shape) is not int:
-        raise UnsupportedObject("checkpoint asks numpy.ones for a non-integer shape")
+    if type(shape) is not int or not 0 <= shape <= 1_000_000:
+        raise UnsupportedObject("checkpoint asks numpy.ones for a shape River never uses")
     return np.ones(shape)
 
 

@@ -274,10 +274,6 @@ if __name__ == "__main__":
     for _, metric in metric_samples():
         seen |= safe_pickle.referenced_globals(safe_pickle.dumps(metric))
     seen |= {(c.__module__, c.__qualname__) for c in parser_classes().values()}
-    seen |= {("builtins", t.__name__) for t in (bool, bytearray, bytes, complex, dict, float,
-                                                 frozenset, int, list, range, set, slice, str,
-                                                 tuple)}
-    seen |= {("collections", t) for t in ("Counter", "OrderedDict", "defaultdict", "deque")}
     for module, name in sorted(seen):
         if module != "learners.safe_pickle" and isinstance(
                 getattr(importlib.import_module(module), name, None), type):

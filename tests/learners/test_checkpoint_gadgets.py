@@ -122,6 +122,12 @@ def gadgets(marker) -> dict[str, bytes]:
         "extension code": b"\x82\x01",
         "defaultdict of os.system": call(glob("collections", "defaultdict"),
                                          glob("os", "system")),
+        "bytearray of a huge size": call(glob("builtins", "bytearray"), b"\x8a\x05" + b"\0" * 4
+                                         + b"\x01"),
+        "our numpy.ones of a huge shape": call(call(
+            glob("learners.safe_pickle", "_partial"),
+            call(glob("learners.safe_pickle", "_function"), text("numpy"), text("ones")),
+            b"(\x8a\x05" + b"\0" * 4 + b"\x01t", b"}")),
     }
 
 
@@ -145,9 +151,9 @@ def test_the_unrestricted_unpickler_would_have_run_the_payload(tmp_path):
 
 def test_a_malicious_allowed_class_reduce_cannot_reach_a_callable():
     """``__reduce__`` of an allowed class with malicious args builds an inert object."""
-    evil = call(glob("collections", "defaultdict"), glob("builtins", "list"))
+    evil = call(glob("collections", "defaultdict"), glob("builtins", "dict"))
     loaded = safe_pickle.loads(b"\x80\x04" + evil + b".")
-    assert loaded.default_factory is list
+    assert loaded.default_factory is dict
 
 
 def test_refusals_name_the_offending_global():
