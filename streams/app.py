@@ -7,7 +7,6 @@ and stops first.
 """
 
 import faust
-import redis.asyncio as aioredis
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
@@ -20,6 +19,7 @@ from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
+from streams.redis_client import make_redis
 from streams.scoring import ScoringService
 
 
@@ -68,9 +68,8 @@ def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
     if settings.checkpoint_key is None or not settings.checkpoint_key.get_secret_value():
         raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it "
                           "(or set DRIFTLINE_CHECKPOINTS=false to run without them)")
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
-                                     socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = make_redis(settings, socket_timeout=2.0, socket_connect_timeout=2.0)
     store = CheckpointStore(client, settings.checkpoint_key.get_secret_value().encode(),
                             settings.checkpoint_keep, settings.app_id,
-                            settings.topic(constants.EVENTS))
+                            settings.topic(constants.EVENTS), settings.redis_prefix)
     return Checkpointer(store, settings, metrics)
