@@ -16,7 +16,7 @@ True
 import datetime
 import ipaddress
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -38,7 +38,7 @@ class TlsFiles:
     client_cert: Path
     client_key: Path
     keystore: Path
-    keystore_password: str
+    keystore_password: str = field(repr=False)
 
 
 def _name(common_name: str) -> x509.Name:
