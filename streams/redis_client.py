@@ -23,6 +23,17 @@ from schemas.settings import Settings
 _SENTINEL_PORT = 26379
 
 
+class _SentinelRedis(aioredis.Redis):
+    """A client of the sentinels' current master whose ``aclose`` closes them too."""
+
+    sentinel: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for client in self.sentinel.sentinels if self.sentinel else ():
+            await client.aclose()
+
+
 def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int, str | None, str | None]:
     """(sentinels, service, db, username, password) of a ``redis+sentinel://`` URL.
 
@@ -76,6 +87,8 @@ def make_redis(settings: Settings, **timeouts: Any) -> aioredis.Redis:
                 f"redis+sentinel://{settings.redis_sentinels}/"
                 f"{settings.redis_sentinel_service or ''}/{urlsplit(url).path.strip('/') or 0}")
         link = {**timeouts, **tls, **({"ssl": True} if secure else {})}
-        return Sentinel(sentinels, sentinel_kwargs=link, **link).master_for(
-            service, db=db, **options)
+        sentinel = Sentinel(sentinels, sentinel_kwargs=link, **link)
+        client = sentinel.master_for(service, redis_class=_SentinelRedis, db=db, **options)
+        client.sentinel = sentinel
+        return client
     return aioredis.Redis.from_url(url, **options)

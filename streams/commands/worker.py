@@ -64,7 +64,7 @@ async def check_kafka(settings: Settings) -> None:
                               f"against DRIFTLINE_KAFKA_SSL_CAFILE ({exc.verify_message})"
                               ) from None
         except (TimeoutError, OSError, KafkaError) as exc:
-            last = f"{host}:{port}: {exc.__class__.__name__} {exc}"
+            last = f"{host}:{port}: {exc or exc.__class__.__name__}"
             continue
         conn.close()
         return

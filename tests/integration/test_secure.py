@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -237,3 +236,52 @@ def test_no_secret_in_logs_metrics_models_cli_or_dead_letters(run, secured):
     # The test would see a leak: each secret is where it must be, in the worker's environment.
     assert all(value in run.env.values() or value in secured.creds.env().values()
                for value in secrets.values())
+
+
+def test_sentinel_url_follows_a_failover(tmp_path):
+    """redis+sentinel://: after the master dies and the sentinel promotes its replica, the
+    same client writes to the new master, which holds what was written before."""
+    from streams.localservices.ports import free_ports
+    from streams.localservices.process import ManagedProcess
+
+    master = RedisServer.create(tmp_path / "master")
+    master.start(die_with_parent=True)
+    replica_port, sentinel_port = free_ports(2)
+    (tmp_path / "replica").mkdir()
+    replica = ManagedProcess.spawn(
+        ["redis-server", "--port", str(replica_port), "--bind", "127.0.0.1", "--save", "",
+         "--dir", str(tmp_path / "replica"), "--replicaof", "127.0.0.1", str(master.port)],
+        log_path=tmp_path / "replica.log", die_with_parent=True)
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    f"sentinel monitor mym 127.0.0.1 {master.port} 1\n"
+                    "sentinel down-after-milliseconds mym 1000\n"
+                    "sentinel failover-timeout mym 10000\n")
+    sentinel = ManagedProcess.spawn(["redis-server", str(conf), "--sentinel"],
+                                    log_path=tmp_path / "sentinel.log", die_with_parent=True)
+    settings = Settings(redis_url=f"redis+sentinel://127.0.0.1:{sentinel_port}/mym/0")
+    plain = redis.Redis(port=replica_port)
+
+    async def write(key: str) -> bool:
+        client = make_redis(settings, socket_timeout=2.0, socket_connect_timeout=2.0)
+        try:
+            await client.set(key, b"v")
+            return True
+        except redis.RedisError:
+            return False
+        finally:
+            await client.aclose()
+
+    try:
+        wait_for(lambda: asyncio.run(write("before")), 30, "a write through the sentinel")
+        wait_for(lambda: plain.get("before") == b"v", 30, "replication of the first write")
+        master.stop()
+        wait_for(lambda: plain.info("replication")["role"] == "master", 60,
+                 "the sentinel to promote the replica")
+        wait_for(lambda: asyncio.run(write("after")), 30, "a write to the new master")
+        assert plain.get("after") == b"v" and plain.get("before") == b"v"
+    finally:
+        plain.close()
+        sentinel.stop()
+        replica.stop()
+        master.stop()
