@@ -177,7 +177,7 @@ def test_clients_without_credentials_are_refused(secured):
                                         request_timeout_ms=3000, **security)):
             with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
                 await asyncio.wait_for(client.start(), 30)
-            await (client.stop())
+            await client.stop()
 
     asyncio.run(kafka_refuses())  # plaintext to the SASL_SSL listener
     asyncio.run(kafka_refuses(**kafka_security_kwargs(Settings(  # TLS but no SASL
