@@ -25,6 +25,7 @@ DEADLETTER_KEY_BYTES: Final = 1024
 DEFAULT_MODEL: Final = "default"
 DEFAULT_PIPELINE: Final = "preprocessing.StandardScaler() | linear_model.LogisticRegression()"
 
+#: Default first part of every Redis key (``DRIFTLINE_REDIS_PREFIX``).
 REDIS_PREFIX: Final = "driftline"
 
 #: Every ``error.type`` a dead letter can carry.

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.constants import REDIS_PREFIX
+
 
 class Settings(BaseSettings):
     """All tunables of a Driftline worker, read from ``DRIFTLINE_<NAME>``."""
@@ -60,6 +62,27 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
     checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
     checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects (Kafka's security.protocol).")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism for SASL_PLAINTEXT / SASL_SSL.")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) that signed the "
+                                                            "brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (PEM, mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (PEM, mTLS).")
+    redis_username: str | None = Field(None, description="Redis ACL user (the URL's wins).")
+    redis_password: SecretStr | None = Field(None, description="Redis password (the URL's wins).")
+    redis_ssl_cafile: Path | None = Field(None, description="CA (PEM) of a rediss:// server.")
+    redis_ssl_certfile: Path | None = Field(None, description="Client certificate for rediss://.")
+    redis_ssl_keyfile: Path | None = Field(None, description="Client key for rediss://.")
+    redis_sentinels: str | None = Field(None, description="Sentinels as host:port,host:port "
+                                                          "(or use a redis+sentinel:// URL).")
+    redis_sentinel_service: str | None = Field(None, description="Sentinel's master name.")
+    redis_prefix: str = Field(REDIS_PREFIX, min_length=1,
+                              description="First part of every Redis key, so several "
+                                          "deployments can share one Redis.")
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("info", description="Log level of the worker.")
 

@@ -7,7 +7,6 @@ and stops first.
 """
 
 import faust
-import redis.asyncio as aioredis
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
@@ -20,6 +19,7 @@ from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
+from streams.redis_client import make_redis
 from streams.scoring import ScoringService
 
 
@@ -67,8 +67,7 @@ def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
     """The checkpointer of one worker: Redis store, signing key, schedule."""
     key = checkpoint.signing_key(  # unset or shorter than 32 bytes: one line, no start
         settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
-                                     socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = make_redis(settings, socket_timeout=2.0, socket_connect_timeout=2.0)
     store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
-                            settings.topic(constants.EVENTS))
+                            settings.topic(constants.EVENTS), settings.redis_prefix)
     return Checkpointer(store, settings, metrics)

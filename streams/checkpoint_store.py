@@ -1,5 +1,6 @@
 """Signed checkpoints in Redis: the last K versions per (group, topic, partition, model).
 
+Keys start with ``prefix`` (``DRIFTLINE_REDIS_PREFIX``, default ``driftline``).
 Layout: a list per model, newest first (``LPUSH`` + ``LTRIM``), and a hash per
 partition holding each model's newest offset. A Lua script writes a
 partition's models atomically and only where newer than what is stored, so a
@@ -53,8 +54,9 @@ class CheckpointStore:
     """Read and write one consumer group's checkpoints of one events topic."""
 
     def __init__(self, client: aioredis.Redis, key: bytes, keep: int, group: str,
-                 topic: str) -> None:
+                 topic: str, prefix: str = REDIS_PREFIX) -> None:
         self.client = client
+        self.prefix = prefix
         self.key = key
         self.keep = keep
         self.group = group
@@ -67,11 +69,11 @@ class CheckpointStore:
 
     def versions_key(self, partition: int, model: str) -> str:
         """Redis list of (partition, model)'s versions, newest first."""
-        return f"{REDIS_PREFIX}:ckpt:{self.group}:{self.topic}:{partition}:{model}"
+        return f"{self.prefix}:ckpt:{self.group}:{self.topic}:{partition}:{model}"
 
     def offsets_key(self, partition: int) -> str:
         """Redis hash model -> newest checkpointed offset, for one partition."""
-        return f"{REDIS_PREFIX}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
+        return f"{self.prefix}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
 
     async def save(self, partition: int, blobs: dict[str, tuple[int, bytes]]) -> int:
         """Store one partition's (offset, blob) per model atomically, each only if newer

@@ -13,6 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas import constants
 from schemas.settings import Settings
+from streams.kafka_security import kafka_security_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
         group_instance_id=settings.instance_id,
         session_timeout_ms=int(settings.session_timeout * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
+        **kafka_security_kwargs(settings),
     )
 
 
@@ -45,7 +47,8 @@ def subscribe(consumer: AIOKafkaConsumer, settings: Settings,
 async def ensure_topics(settings: Settings) -> None:
     """Create the four topics if they do not exist yet (existing ones are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                client_id=f"{settings.app_id}-admin")
+                                client_id=f"{settings.app_id}-admin",
+                                **kafka_security_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from schemas.settings import Settings
+from streams.kafka_security import kafka_security_kwargs
 from streams.records import Output
 
 _METADATA_TTL = 30.0
@@ -42,6 +43,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=2,
         max_batch_size=512 * 1024,
         max_request_size=settings.max_fetch_bytes + 64 * 1024,
+        **kafka_security_kwargs(settings),
     )
 
 

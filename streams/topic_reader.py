@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -11,13 +12,14 @@ Records = list[ConsumerRecord]  # type: ignore[type-arg]
 
 
 async def read_until(bootstrap: str, topic: str, done: Callable[[Records], bool],
-                     timeout: float, settle: float = 0.0) -> Records:
+                     timeout: float, settle: float = 0.0, **security: Any) -> Records:
     """Records of ``topic`` from its start, once ``done(records)`` holds and ``settle``
     more seconds passed; raises TimeoutError if it does not hold within ``timeout``.
+    ``security``: :func:`streams.kafka_security.kafka_security_kwargs` of a secured broker.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024,
-                                fetch_max_bytes=64 * 1024 * 1024)
+                                fetch_max_bytes=64 * 1024 * 1024, **security)
     await consumer.start()
     got: Records = []
     loop = asyncio.get_running_loop()
@@ -50,11 +52,11 @@ async def read_until(bootstrap: str, topic: str, done: Callable[[Records], bool]
 
 
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float,
-                     settle: float = 1.0) -> Records:
+                     settle: float = 1.0, **security: Any) -> Records:
     """Records of ``topic`` from its start once ``expected`` arrived (plus ``settle``
     seconds to catch extras)."""
     return await read_until(bootstrap, topic, lambda got: len(got) >= expected, timeout,
-                            settle)
+                            settle, **security)
 
 
 async def count_records(bootstrap: str, topic: str) -> int:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import redis.asyncio as aioredis
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
@@ -29,6 +28,8 @@ from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
 from streams.config import load_models
+from streams.kafka_security import kafka_security_kwargs
+from streams.redis_client import make_redis
 
 app = typer.Typer(help="List, inspect, roll back, export and import model checkpoints.",
                   no_args_is_help=True)
@@ -41,11 +42,10 @@ def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
         settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
 
     async def go() -> T:
-        client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
-                                         socket_timeout=5.0, socket_connect_timeout=5.0)
+        client = make_redis(settings, socket_timeout=5.0, socket_connect_timeout=5.0)
         try:
             store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
-                                    settings.topic(constants.EVENTS))
+                                    settings.topic(constants.EVENTS), settings.redis_prefix)
             return await action(store, settings)
         finally:
             await client.aclose()
@@ -162,7 +162,8 @@ def import_(file: Path, model: str, partition: int,
 
 
 async def _end_offset(settings: Settings, partition: int) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                **kafka_security_kwargs(settings))
     await consumer.start()
     try:
         tp = TopicPartition(settings.topic(constants.EVENTS), partition)

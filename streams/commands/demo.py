@@ -17,6 +17,7 @@ from schemas import constants
 from schemas.outputs import DeadLetter, DriftAlert, Prediction
 from schemas.settings import Settings
 from streams.commands.produce import send_events
+from streams.kafka_security import kafka_security_kwargs
 from streams.localservices import stack
 from streams.localservices.paths import run_dir
 from streams.localservices.workers import WorkerProcess, worker_env
@@ -41,8 +42,9 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def _create_events_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create_events_topic(settings: Settings, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **kafka_security_kwargs(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, 1)])
@@ -64,7 +66,7 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     env = worker_env(addresses.kafka_bootstrap, addresses.redis_url, prefix, folder)
     settings = Settings(kafka_bootstrap=addresses.kafka_bootstrap, topic_prefix=prefix)
-    asyncio.run(_create_events_topic(addresses.kafka_bootstrap,
+    asyncio.run(_create_events_topic(settings,
                                      settings.topic(constants.EVENTS), partitions))
     worker = WorkerProcess(env, folder / "worker.log").start()
     typer.echo(f"worker started (log: {worker.log_path})")
@@ -81,12 +83,14 @@ def _run(settings: Settings, worker: WorkerProcess, n: int, drift_at: int) -> No
     labels = {e["event_id"]: e["label"] for e in events}
     started = time.monotonic()
     asyncio.run(send_events(settings, events, 0.0, n, settings.topic(constants.EVENTS), True))
-    asyncio.run(_send_raw(bootstrap, settings.topic(constants.EVENTS)))
-    predictions = asyncio.run(read_topic(bootstrap, settings.topic(constants.PREDICTIONS), n, 300))
+    asyncio.run(_send_raw(settings, settings.topic(constants.EVENTS)))
+    security = kafka_security_kwargs(settings)
+    predictions = asyncio.run(read_topic(bootstrap, settings.topic(constants.PREDICTIONS), n, 300,
+                                         **security))
     elapsed = time.monotonic() - started
     dead = asyncio.run(read_topic(bootstrap, settings.topic(constants.DEADLETTER),
-                                  len(_MALFORMED), 60))
-    alerts = asyncio.run(read_topic(bootstrap, settings.topic(constants.ALERTS), 0, 5))
+                                  len(_MALFORMED), 60, **security))
+    alerts = asyncio.run(read_topic(bootstrap, settings.topic(constants.ALERTS), 0, 5, **security))
     if not worker.alive():
         raise typer.Exit(f"the worker stopped; see {worker.log_path}")
     windows = {"before the drift": Counter(), "2,000 after the drift": Counter()}
@@ -111,10 +115,11 @@ def _run(settings: Settings, worker: WorkerProcess, n: int, drift_at: int) -> No
                    f"payload={orjson.dumps(d.payload)[:40].decode()}")
 
 
-async def _send_raw(bootstrap: str, topic: str) -> None:
+async def _send_raw(settings: Settings, topic: str) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                **kafka_security_kwargs(settings))
     await producer.start()
     try:
         for i, payload in enumerate(_MALFORMED):

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
+from streams.kafka_security import kafka_security_kwargs
 from streams.sources import file_events, synthetic_events
 
 
@@ -22,7 +23,8 @@ async def send_events(settings: Settings, events: Iterable[dict[str, Any]], rate
     """Send ``events`` keyed by ``event_id``; ``rate`` events/s (0: as fast as possible)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 enable_idempotence=True, linger_ms=5,
-                                max_request_size=settings.max_fetch_bytes)
+                                max_request_size=settings.max_fetch_bytes,
+                                **kafka_security_kwargs(settings))
     await producer.start()
     sent = 0
     start = time.monotonic()

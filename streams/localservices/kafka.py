@@ -18,11 +18,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from streams.exceptions import ServiceError
 from streams.localservices.paths import cache_dir, ops_dir
 from streams.localservices.ports import HOST, claim_port, free_ports
 from streams.localservices.process import ManagedProcess, require_executable
+from streams.localservices.secure import MECHANISM, Credentials
 
 _MVN_HINT = "install Apache Maven (Debian: apt-get install -y maven)"
 _JAVA_HINT = "install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)"
@@ -79,14 +81,15 @@ def require_java() -> str:
     return java
 
 
-def cluster_id_of(bootstrap: str, timeout: float = 5.0) -> str:
-    """Ask the broker for its metadata and return the cluster id it reports."""
+def cluster_id_of(bootstrap: str, timeout: float = 5.0, **security: Any) -> str:
+    """Ask the broker for its metadata and return the cluster id it reports
+    (``security``: :func:`~streams.kafka_security.kafka_security_kwargs` of a secured one)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def ask() -> str:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
-                                    request_timeout_ms=int(timeout * 1000))
+                                    request_timeout_ms=int(timeout * 1000), **security)
         await asyncio.wait_for(admin.start(), timeout)
         try:
             info = await asyncio.wait_for(admin.describe_cluster(), timeout)
@@ -113,17 +116,21 @@ class KafkaBroker:
     data_dir: Path
     port: int
     controller_port: int
+    credentials: Credentials | None = field(default=None, repr=False)
     process: ManagedProcess | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, data_dir: Path, port: int | None = None) -> "KafkaBroker":
-        """A broker on ``port`` (or a free one) storing its log under ``data_dir``."""
+    def create(cls, data_dir: Path, port: int | None = None,
+               credentials: Credentials | None = None) -> "KafkaBroker":
+        """A broker on ``port`` (or a free one) storing its log under ``data_dir``; with
+        ``credentials`` its one listener is SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT."""
         if port is None:
             port, controller_port = free_ports(2)
         else:
             port = claim_port(port, "kafka")
             controller_port = next(p for p in free_ports(2) if p != port)
-        return cls(data_dir=data_dir, port=port, controller_port=controller_port)
+        return cls(data_dir=data_dir, port=port, controller_port=controller_port,
+                   credentials=credentials)
 
     @property
     def bootstrap(self) -> str:
@@ -139,13 +146,14 @@ class KafkaBroker:
         template = Template((ops_dir() / "kafka" / "server.properties.template").read_text())
         props.write_text(template.substitute(
             port=self.port, controller_port=self.controller_port,
-            log_dir=self.data_dir / "log"))
+            log_dir=self.data_dir / "log") + self._secure_properties())
+        props.chmod(0o600)  # a secured broker's file holds its keystore and admin passwords
         (self.data_dir / "log4j.properties").write_text(_LOG4J)
         classpath = f"{libs}/*"
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         fmt = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", cluster_id, "-c", str(props)],
+             "-t", cluster_id, "-c", str(props), *self._scram_users()],
             capture_output=True, text=True, check=False)
         if fmt.returncode != 0:
             raise ServiceError(f"kafka storage format failed: {fmt.stderr.strip()[-300:]}")
@@ -155,6 +163,48 @@ class KafkaBroker:
              "-cp", classpath, "kafka.Kafka", str(props)],
             log_path=self.data_dir / "broker.log", die_with_parent=die_with_parent)
         return self._wait_ready(timeout)
+
+    def client_security(self) -> dict[str, Any]:
+        """aiokafka keyword arguments of a client allowed in (empty for a plain broker)."""
+        if self.credentials is None:
+            return {}
+        from schemas.settings import Settings
+        from streams.kafka_security import kafka_security_kwargs
+
+        return kafka_security_kwargs(Settings(**self.credentials.kafka_settings()))
+
+    def _scram_users(self) -> list[str]:
+        """StorageTool's ``--add-scram`` arguments: the client user and the broker's own."""
+        creds = self.credentials
+        if creds is None:
+            return []
+        return [arg for user, password in ((creds.kafka_user, creds.kafka_password),
+                                           ("admin", creds.kafka_admin_password))
+                for arg in ("--add-scram", f"{MECHANISM}=[name={user},password={password}]")]
+
+    def _secure_properties(self) -> str:
+        """Overrides making the client and inter-broker listener SASL_SSL (the controller's
+        stays PLAINTEXT on loopback); empty for a plain broker."""
+        creds = self.credentials
+        if creds is None:
+            return ""
+        tls = creds.tls
+        jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="admin" password="{creds.kafka_admin_password}";')
+        return "\n".join([
+            "", "# --secure: SASL_SSL with SCRAM-SHA-512, a throw-away CA",
+            f"listeners=SASL_SSL://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            f"advertised.listeners=SASL_SSL://{HOST}:{self.port}",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.enabled.mechanisms={MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+            f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PKCS12", f"ssl.keystore.location={tls.keystore}",
+            f"ssl.keystore.password={tls.keystore_password}",
+            f"ssl.key.password={tls.keystore_password}",
+            "ssl.truststore.type=PEM", f"ssl.truststore.location={tls.ca_cert}",
+            "ssl.client.auth=none", ""])
 
     def _wait_ready(self, timeout: float) -> str:
         import time
@@ -169,7 +219,7 @@ class KafkaBroker:
                 time.sleep(0.1)  # polling the port with a deadline, not synchronising
                 continue
             try:
-                return cluster_id_of(self.bootstrap, timeout=2.0)
+                return cluster_id_of(self.bootstrap, timeout=2.0, **self.client_security())
             except Exception as exc:
                 last_error = exc
                 time.sleep(0.2)

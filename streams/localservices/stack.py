@@ -12,7 +12,7 @@ from another shell. A service the user points elsewhere
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.exceptions import ServiceError
@@ -20,6 +20,7 @@ from streams.localservices.kafka import KafkaBroker
 from streams.localservices.paths import run_dir
 from streams.localservices.process import ManagedProcess
 from streams.localservices.redis import RedisServer
+from streams.localservices.secure import Credentials
 
 KAFKA_ENV = "DRIFTLINE_KAFKA_BOOTSTRAP"
 REDIS_ENV = "DRIFTLINE_REDIS_URL"
@@ -32,10 +33,12 @@ class Addresses:
 
     kafka_bootstrap: str
     redis_url: str
+    security: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_env(self) -> dict[str, str]:
-        """The environment variables a worker reads these addresses from."""
-        return {KAFKA_ENV: self.kafka_bootstrap, REDIS_ENV: self.redis_url}
+        """The environment variables a worker reads these addresses (and, for secured
+        services, its credentials) from."""
+        return {KAFKA_ENV: self.kafka_bootstrap, REDIS_ENV: self.redis_url, **self.security}
 
 
 def _state_path() -> Path:
@@ -52,32 +55,60 @@ def _alive(entry: dict[str, object]) -> bool:
     return isinstance(pid, int) and ManagedProcess(pid=pid).alive()
 
 
+def _credentials(state: dict[str, dict[str, object]], secure: bool) -> Credentials | None:
+    """Those of the secured services still running, new ones if none runs, None if plain.
+
+    Raises:
+        ServiceError: a running service was started the other way (with/without --secure).
+    """
+    for name, entry in state.items():
+        if bool(entry.get("secure")) != secure:
+            how = "with" if entry.get("secure") else "without"
+            raise ServiceError(f"{name} is running, started {how} --secure: run "
+                               f"`driftline services down` first")
+    if not secure:
+        return None
+    folder = run_dir() / "secure"
+    if state:
+        return Credentials.load(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return Credentials.create(folder)
+
+
 def up(kafka_port: int | None = None, redis_port: int | None = None,
-       appendonly: bool = True) -> Addresses:
-    """Start whatever is not already running or pointed elsewhere; return addresses."""
+       appendonly: bool = True, secure: bool = False) -> Addresses:
+    """Start whatever is not already running or pointed elsewhere; return addresses.
+
+    ``secure``: Kafka's listener is SASL_SSL (SCRAM-SHA-512) and redis-server speaks TLS
+    to one ACL user only; :attr:`Addresses.security` then holds their credentials.
+    """
     state = {name: entry for name, entry in _read_state().items() if _alive(entry)}
     base = run_dir()
     kafka = os.environ.get(KAFKA_ENV)
+    redis_url = os.environ.get(REDIS_ENV)
     if kafka:
         state.pop("kafka", None)
-    elif "kafka" not in state:
-        shutil.rmtree(base / "kafka", ignore_errors=True)
-        broker = KafkaBroker.create(base / "kafka", port=kafka_port)
-        broker.start(die_with_parent=False)
-        assert broker.process is not None
-        state["kafka"] = {"pid": broker.process.pid, "address": broker.bootstrap}
-        _write_state(state)
-    redis_url = os.environ.get(REDIS_ENV)
     if redis_url:
         state.pop("redis", None)
-    elif "redis" not in state:
-        server = RedisServer.create(base / "redis", port=redis_port, appendonly=appendonly)
+    creds = _credentials(state, secure)
+    if not kafka and "kafka" not in state:
+        shutil.rmtree(base / "kafka", ignore_errors=True)
+        broker = KafkaBroker.create(base / "kafka", port=kafka_port, credentials=creds)
+        broker.start(die_with_parent=False)
+        assert broker.process is not None
+        state["kafka"] = {"pid": broker.process.pid, "address": broker.bootstrap,
+                          "secure": secure}
+        _write_state(state)
+    if not redis_url and "redis" not in state:
+        server = RedisServer.create(base / "redis", port=redis_port, appendonly=appendonly,
+                                    credentials=creds)
         server.start(die_with_parent=False)
         assert server.process is not None
-        state["redis"] = {"pid": server.process.pid, "address": server.url}
+        state["redis"] = {"pid": server.process.pid, "address": server.url, "secure": secure}
     _write_state(state)
+    security = creds.env(kafka=not kafka, redis=not redis_url) if creds else {}
     return Addresses(kafka_bootstrap=kafka or str(state["kafka"]["address"]),
-                     redis_url=redis_url or str(state["redis"]["address"]))
+                     redis_url=redis_url or str(state["redis"]["address"]), security=security)
 
 
 def _write_state(state: dict[str, dict[str, object]]) -> None:

@@ -63,3 +63,54 @@ def test_redis_writes_and_reads(redis_url):
         assert client.dbsize() == 2
     finally:
         client.close()
+
+
+def test_services_up_secure_exports_what_a_client_needs(tmp_path):
+    """`services up --secure`: the eval'd exports let a client into Kafka (SASL_SSL) and
+    Redis (TLS + ACL user); a second `up` prints the same; `status` shows no password;
+    plain `up` refuses while secured services run."""
+    import os
+    import shlex
+
+    from schemas.settings import Settings
+    from streams.kafka_security import kafka_security_kwargs
+    from streams.redis_client import make_redis
+    from tests.helpers import run_cli
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["DRIFTLINE_RUN_DIR"] = str(tmp_path / "run")
+    up = run_cli("services", "up", "--secure", env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        exports = {}
+        for line in up.stdout.splitlines():
+            name, value = line.removeprefix("export ").split("=", 1)
+            exports[name] = shlex.split(value)[0]
+        assert exports["DRIFTLINE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert exports["DRIFTLINE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert exports["DRIFTLINE_REDIS_URL"].startswith("rediss://")
+        settings = Settings(**{k.removeprefix("DRIFTLINE_").lower(): v
+                               for k, v in exports.items()})
+        assert len(cluster_id_of(settings.kafka_bootstrap, **kafka_security_kwargs(settings))) == 22
+
+        async def ping() -> bool:
+            client = make_redis(settings, socket_timeout=5.0)
+            try:
+                return bool(await client.ping())
+            finally:
+                await client.aclose()
+        assert asyncio.run(ping())
+        again = run_cli("services", "up", "--secure", env=env)
+        assert again.returncode == 0 and again.stdout == up.stdout
+        status = run_cli("services", "status", env=env)
+        secrets = [exports["DRIFTLINE_KAFKA_SASL_PASSWORD"], exports["DRIFTLINE_REDIS_PASSWORD"]]
+        assert status.stdout.count("running") == 2
+        assert not any(s in status.stdout + status.stderr for s in secrets)
+        plain = run_cli("services", "up", env=env)
+        assert plain.returncode == 1 and plain.stdout == ""
+        assert plain.stderr.splitlines() == [
+            "driftline: kafka is running, started with --secure: run `driftline services down` "
+            "first"]
+    finally:
+        down = run_cli("services", "down", env=env)
+    assert down.stdout.strip() == "stopped: kafka, redis"
