@@ -71,3 +71,32 @@ def _clean(value: Any) -> Any:
 def dumps(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON; never raises for the types described above."""
     return orjson.dumps(_clean(value), default=_default, option=_OPTIONS)
+
+
+def metric_value(metric: Any) -> Any:
+    """What ``metric.get()`` returns, or the metric's text when it has no single value.
+
+    River's ``ClassificationReport.get()`` raises ``NotImplementedError``; a
+    metric must never take a view down.
+
+    >>> from river import metrics
+    >>> metric_value(metrics.Accuracy()), metric_value(metrics.ClassificationReport())[:10]
+    (0.0, '          ')
+    """
+    try:
+        return metric.get()
+    except Exception:
+        return repr(metric)
+
+
+def metric_number(metric: Any) -> float:
+    """``metric``'s value as a float for a Prometheus gauge; NaN when it is not a number.
+
+    >>> from river import metrics
+    >>> metric_number(metrics.Accuracy()), metric_number(metrics.ClassificationReport())
+    (0.0, nan)
+    """
+    value = metric_value(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return math.nan
+    return float(value)

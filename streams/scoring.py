@@ -31,6 +31,7 @@ from streams.metrics import Metrics
 from streams.output import OutputSender, make_producer
 from streams.processor import EventProcessor, utc_now
 from streams.records import Output, Record
+from streams.safe_json import metric_number
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class ScoringService(Service):
             for name, learner in part.learners.items():
                 labels = {"model": name, "partition": str(partition)}
                 m.model_metric.labels(metric=learner.spec.metric, **labels).set(
-                    learner.metric.get())
+                    metric_number(learner.metric))
                 m.adwin_width.labels(**labels).set(learner.watcher.width)
                 m.adwin_mean.labels(**labels).set(learner.watcher.mean)
 

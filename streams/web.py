@@ -25,7 +25,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 from pydantic import SecretStr
 
-from streams.safe_json import dumps
+from streams.safe_json import dumps, metric_value
 from streams.scoring import ScoringService
 
 JSON = "application/json"
@@ -87,18 +87,6 @@ class TokenGuard:
                                   status=401, headers={"WWW-Authenticate": "Bearer"})
             return await handler(view, request, *args, **kwargs)
         return guarded
-
-
-def metric_value(metric: Any) -> Any:
-    """What ``metric.get()`` returns, or its text when it has no single value.
-
-    River's ``ClassificationReport.get()`` raises ``NotImplementedError``; a
-    metric must never take the view down.
-    """
-    try:
-        return metric.get()
-    except Exception:
-        return repr(metric)
 
 
 def models_view(scoring: ScoringService) -> dict[str, Any]:

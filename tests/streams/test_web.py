@@ -29,7 +29,7 @@ from streams.app import create_app
 from streams.localservices.ports import free_port
 from streams.processor import EventProcessor
 from streams.records import Record
-from streams.safe_json import dumps
+from streams.safe_json import dumps, metric_value
 
 PIPELINES = {"classification": "preprocessing.StandardScaler() | linear_model.LogisticRegression()",
              "regression": "preprocessing.StandardScaler() | linear_model.LinearRegression()",
@@ -129,7 +129,7 @@ def test_models_serialises_every_metric_the_models_file_accepts(metric):
                                                                   checkpointer=None))))
         shown = body["m"]["0"]["metric"]
         assert shown["name"] == metric
-        assert shown["value"] == orjson.loads(dumps(web.metric_value(learner.metric)))
+        assert shown["value"] == orjson.loads(dumps(metric_value(learner.metric)))
     # Metrics of clustering or multi-output models fit none of the three tasks; every
     # other accepted metric learned from at least one task above.
     assert exercised or metric in {"AdjustedMutualInfo", "AdjustedRand", "Completeness",
@@ -198,3 +198,23 @@ def test_every_secret_setting_is_a_secret_str():
     shown = repr(Settings(checkpoint_key=SecretStr("k" * 32), web_token=SecretStr("t" * 20),
                           redis_url=SecretStr("redis://:pw@h:6379/0")))
     assert "k" * 32 not in shown and "t" * 20 not in shown and ":pw@" not in shown
+
+
+@pytest.mark.parametrize("metric", ["ClassificationReport", "ROCAUC", "MacroF1", "Accuracy"])
+def test_metrics_answers_200_whatever_the_metric_returns(tmp_path, metric):
+    proc = learned_processor("anomaly" if metric == "ROCAUC" else "classification", metric)
+
+    async def run() -> tuple[int, bytes]:
+        async with serving(tmp_path) as (base, app):
+            app.scoring.processor = proc
+            return await get(base + "/metrics")
+    status, body = asyncio.run(run())
+    assert status == 200
+    line = next(line for line in body.decode().splitlines()
+                if line.startswith("driftline_model_metric{"))
+    value = metric_value(proc.partitions[0].learners["m"].metric)
+    shown = float(line.rsplit(" ", 1)[1])
+    if isinstance(value, str):  # no single number: NaN, not a failed scrape
+        assert math.isnan(shown)
+    else:
+        assert shown == pytest.approx(float(value))
