@@ -17,6 +17,8 @@ from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.constants import DEADLETTER_REASONS
 from schemas.outputs import DeadLetter
@@ -128,3 +130,27 @@ def test_other_failures_are_not_ours():
 
 def test_the_reason_is_a_declared_dead_letter_reason():
     assert undecodable.REASON in DEADLETTER_REASONS
+
+
+@given(sizes=st.lists(st.integers(1, 6), min_size=1, max_size=6), data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_any_damaged_record_byte_names_exactly_its_batch(sizes, data):
+    """Whichever batch is damaged, wherever in its records, and wherever the fetch starts
+    before it: the range is that batch's (from the fetch position), and the records
+    handed back are exactly those between the fetch position and the batch."""
+    bases = [sum(sizes[:i]) for i in range(len(sizes))]
+    bad = data.draw(st.integers(0, len(sizes) - 1))
+    fetch = data.draw(st.integers(0, bases[bad] + sizes[bad] - 1))
+    log = bytearray()
+    for i, (base, n) in enumerate(zip(bases, sizes, strict=True)):
+        if base + n <= fetch:
+            continue  # a broker answers from the batch that holds the fetch offset
+        one = batch(base, n)
+        if i == bad:
+            one[data.draw(st.integers(61, len(one) - 1))] ^= data.draw(st.integers(1, 255))
+        log += one
+    found = undecodable.diagnose(caught(bytes(log), fetch))
+    assert found is not None
+    assert found.first_offset == max(fetch, bases[bad])
+    assert found.last_offset == bases[bad] + sizes[bad] - 1
+    assert [r.offset for r in found.salvaged.get(TP, [])] == list(range(fetch, bases[bad]))
