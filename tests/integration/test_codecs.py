@@ -11,6 +11,7 @@ broker is configured).
 import asyncio
 import struct
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -230,3 +231,10 @@ def test_an_undecodable_batch_is_one_dead_letter_and_the_partition_goes_on(
     on_1 = [r for r in predictions if Prediction.model_validate_json(r.value).partition == 1]
     assert_bit_identical(on_0, good)
     assert_bit_identical(on_1, dict(enumerate(other)))
+    # Counted under their own reason, and the worker still serves /models.
+    port = worker.env["DRIFTLINE_WEB_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        scrape = answer.read().decode()
+    assert 'driftline_deadletters_total{reason="undecodable_batch"} 3.0' in scrape
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=5) as answer:
+        assert orjson.loads(answer.read())["default"]["0"]["learned"] == len(good)
