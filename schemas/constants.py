@@ -31,4 +31,4 @@ REDIS_PREFIX: Final = "driftline"
 #: Every ``error.type`` a dead letter can carry.
 DEADLETTER_REASONS: Final = ("tombstone", "too_large", "invalid_encoding", "invalid_json",
                              "invalid_event", "unknown_model", "invalid_label", "model_error",
-                             "internal_error")
+                             "internal_error", "undecodable_batch")

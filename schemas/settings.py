@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(3.0, gt=0, description="Consumer heartbeat interval (s).")
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics, /health, /ready.")
-    web_host: str = Field("0.0.0.0", description="Interface the web server binds.")
+    web_host: str = Field("127.0.0.1",
+                          description="Interface the web server binds (0.0.0.0 exposes it).")
+    web_token: SecretStr | None = Field(
+        None, description="Bearer token that HTTP requests changing state must carry.")
     deadletter_max_bytes: int = Field(512 * 1024, gt=0,
                                       description="Dead-letter payloads are cut to this prefix.")
     alert_cooldown: int = Field(1_000, ge=0,

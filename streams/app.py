@@ -40,6 +40,10 @@ class DriftlineApp(faust.App):
         if self.scoring is not None:
             await self.add_runtime_dependency(self.scoring)
 
+    def _new_web(self) -> web.OwnViewsOnly:
+        """Faust's web server without Faust's own views (its index at ``/`` has no flag)."""
+        return web.OwnViewsOnly(self)
+
 
 def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     """The app of one worker process."""
@@ -50,6 +54,13 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        # Faust's own views are not Driftline's API: /router and /table answer a 500
+        # with a traceback in a worker without tables, /graph and /stats show internals.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         datadir=str(settings.data_dir),
         topic_disable_leader=True,
     )

@@ -22,13 +22,16 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
+from schemas import constants
 from schemas.settings import Settings
+from streams import undecodable
 from streams.checkpointer import Checkpointer
 from streams.kafka_clients import ensure_topics, make_consumer, subscribe
 from streams.metrics import Metrics
 from streams.output import OutputSender, make_producer
-from streams.processor import EventProcessor
-from streams.records import Record
+from streams.processor import EventProcessor, utc_now
+from streams.records import Output, Record
+from streams.safe_json import metric_number
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +119,14 @@ class ScoringService(Service):
             while not self._stopping:
                 if self._fatal is not None:
                     raise self._fatal
-                batch = await self.consumer.getmany(timeout_ms=100,
-                                                    max_records=self.settings.batch_max)
+                try:
+                    batch = await self.consumer.getmany(timeout_ms=100,
+                                                        max_records=self.settings.batch_max)
+                except Exception as exc:
+                    if (bad := undecodable.diagnose(exc)) is None:
+                        raise
+                    await self._skip_undecodable(bad)
+                    continue
                 if batch:
                     await self.handle(batch)
                 if time.monotonic() >= self._next_commit:
@@ -156,6 +165,23 @@ class ScoringService(Service):
                     self.done[tp] = messages[-1].offset
             self._checkpoint_due()
             self._observe(records, time.perf_counter() - started)
+
+    async def _skip_undecodable(self, bad: undecodable.Undecodable) -> None:
+        """Handle what was unpacked before ``bad``, dead-letter ``bad``, seek past it."""
+        log.error("%s; dead-lettered, skipping to offset %s", bad.message, bad.seek_to,
+                  extra={"partition": bad.tp.partition, "offset": bad.first_offset})
+        await self.handle(bad.salvaged)
+        async with self._lock:
+            if self._fatal is not None or bad.tp not in self.restored:
+                return
+            assert self.sender is not None and self.consumer is not None
+            await self.sender.send([Output(self.settings.topic(constants.DEADLETTER), None,
+                                           bad.dead_letter(self.settings.deadletter_max_bytes,
+                                                           utc_now()))])
+            self.metrics.deadletters.labels(reason=undecodable.REASON).inc()
+            self.processor.partition(bad.tp.partition).advance(bad.last_offset)
+            self.done[bad.tp] = bad.last_offset
+            self.consumer.seek(bad.tp, bad.seek_to)
 
     def _discard(self, tp: TopicPartition) -> None:
         """Forget everything about ``tp``: learners, offsets, checkpoint bookkeeping."""
@@ -220,7 +246,7 @@ class ScoringService(Service):
             for name, learner in part.learners.items():
                 labels = {"model": name, "partition": str(partition)}
                 m.model_metric.labels(metric=learner.spec.metric, **labels).set(
-                    learner.metric.get())
+                    metric_number(learner.metric))
                 m.adwin_width.labels(**labels).set(learner.watcher.width)
                 m.adwin_mean.labels(**labels).set(learner.watcher.mean)
 

@@ -189,6 +189,10 @@ def test_worker_environment_and_ports_agree_with_its_settings(compose, monkeypat
     # The web port: the setting, the published port, the health check, the image.
     port = settings.web_port
     assert port == Settings.model_fields["web_port"].default == 6066
+    # Bound to 127.0.0.1 by default; the compose file and the image expose it explicitly.
+    assert Settings.model_fields["web_host"].default == "127.0.0.1"
+    assert worker["environment"]["DRIFTLINE_WEB_HOST"] == "0.0.0.0"
+    assert dockerfile_env()["DRIFTLINE_WEB_HOST"] == "0.0.0.0"
     assert settings.web_host == "0.0.0.0"
     assert published(worker) == {port: port}
     assert f"http://127.0.0.1:{port}/ready" in " ".join(worker["healthcheck"]["test"])
