@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics, /health, /ready.")
     web_host: str = Field("0.0.0.0", description="Interface the web server binds.")
+    output_max_bytes: int = Field(1024 * 1024, gt=0,
+                                  description="Largest prediction published; a larger one "
+                                              "becomes an output_too_large dead letter. Keep "
+                                              "it below the topics' max.message.bytes.")
     deadletter_max_bytes: int = Field(512 * 1024, gt=0,
                                       description="Dead-letter payloads are cut to this prefix.")
     alert_cooldown: int = Field(1_000, ge=0,
