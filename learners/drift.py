@@ -101,6 +101,8 @@ class DriftWatcher:
         self._quantile = stats.Quantile(QUANTILE)
         #: a detected rise being confirmed: [before, threshold, early sum, late sum, n, width]
         self._pending: list[float] | None = None
+        self._total = 0.0
+        self._width = 0
 
     @property
     def width(self) -> int:
@@ -126,24 +128,30 @@ class DriftWatcher:
     def update(self, value: float) -> DriftSignal | None:
         """Add one finite observation; return a signal when ADWIN detects a change (a
         fall at once, a rise once confirmed)."""
-        observed = self.signal(value)
+        observed = self.signal(value) if self.continuous else value
         self.n_seen += 1
         confirmed = self._confirm(value, observed) if self._pending is not None else None
         adwin = self._adwin
-        width, total = adwin.width, adwin.total
         adwin.update(observed)
-        if not adwin.drift_detected or self._pending is not None:
+        # ADWIN's window, kept alongside (cheaper than asking it before every update)
+        self._total += observed
+        self._width += 1
+        if not adwin.drift_detected:
+            return confirmed
+        width, total = self._width, self._total
+        self._total, self._width = 0.0, 0  # River's ADWIN empties itself on the next update
+        if self._pending is not None:
             return confirmed
         kept, kept_total = adwin.width, adwin.total
-        dropped = width + 1 - kept
-        before = (total + observed - kept_total) / dropped if dropped > 0 else 0.0
+        dropped = width - kept
+        before = (total - kept_total) / dropped if dropped > 0 else 0.0
         after = kept_total / kept if kept else 0.0
         if after <= before:
             return confirmed or DriftSignal("better", self.n_seen, float(before),
-                                            float(after), int(width + 1))
+                                            float(after), width)
         threshold = self._quantile.get() if self.continuous else None
         self._pending = [float(before), -1.0 if threshold is None else float(threshold),
-                         0.0, 0.0, 0, float(width + 1)]
+                         0.0, 0.0, 0, float(width)]
         return confirmed
 
     def _confirm(self, value: float, observed: float) -> DriftSignal | None:
@@ -184,3 +192,4 @@ class DriftWatcher:
         self._adwin = drift.ADWIN(delta=self.delta)
         self._quantile = stats.Quantile(QUANTILE)
         self._pending = None
+        self._total, self._width = 0.0, 0

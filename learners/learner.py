@@ -8,8 +8,8 @@ itself is a transaction where a check cannot rule failure out: an event that
 brings something the model has not learned before (its first event, a value
 kind it never saw, a feature changing kind, a new class, a number more than
 twice the largest it learned or beyond 1e100) is learned on a model whose
-pickled copy is kept, and the model's prediction for it must still be finite
-afterwards; on any failure the copy is put back and :class:`ModelError` raised,
+pickled copy is kept, and afterwards the model's prediction for it must still be
+finite and its state hold no more NaN or infinities than before; on any failure the copy is put back and :class:`ModelError` raised,
 so the learner is bit-identical to before. Other events are learned without the
 copy (they repeat what the model has already learned); should the model's state
 turn non-finite anyway, the next scoring finds it, the model starts afresh and
@@ -34,20 +34,21 @@ Traceback (most recent call last):
 learners.exceptions.EventRefused: the model's labels are bool; this label is str
 """
 
+import copy
 import math
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
 from learners.drift import DriftSignal, DriftWatcher
 from learners.exceptions import EventRefused, ModelError
+from learners.health import non_finite
 from learners.metric import make_metric
 from learners.pipeline_text import build_pipeline, pipeline_meaning
 from schemas.event import finite_number_problem
 from schemas.models_file import ModelSpec
 
-#: Numbers beyond this are always learned as a transaction (their squares overflow
-#: float64 at about 1.3e154).
+#: Events whose numbers add up beyond this are always learned as a transaction
+#: (squares overflow float64 at about 1.3e154).
 _HUGE = 1e100
 _NUMBER, _TEXT, _ANY = 1, 2, 3
 _LABEL_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
@@ -125,8 +126,10 @@ class Learner:
         self._kinds_learned: set[int] = set()
         self.classes: set[Any] = set()
         self.label_type: type | None = _LABEL_TYPES.get(self.spec.label_type or "")
-        #: largest |number| learned; numbers beyond twice it are learned as a transaction
+        #: largest sum of |numbers| of an event learned; events beyond ``_high`` (twice
+        #: it) are learned as a transaction
         self._record = 0.0
+        self._high = 1.0
         self._probe: dict[str, Any] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -159,9 +162,16 @@ class Learner:
         learns = y is not None or self.task == "anomaly"
         news = self._check(x, y) if learns else None
         version = self.n_learned
-        prediction, proba, scores = self._predict(x)
+        try:
+            prediction, proba, scores = self._predict(x)
+        except Exception as exc:  # scoring touches nothing
+            raise ModelError(f"{type(exc).__name__}: {exc}") from exc
         unhealthy = None
-        if not _finite(prediction, proba):
+        if proba is None:
+            finite = prediction is None or type(prediction) is str or math.isfinite(prediction)
+        else:
+            finite = math.isfinite(sum(proba.values()))
+        if not finite:
             unhealthy = self._heal(x)
             prediction, proba, scores = self._predict(x)
             if not _finite(prediction, proba):
@@ -170,7 +180,10 @@ class Learner:
         if not learns:
             self.n_scored += 1
             return Step(prediction, scores, version, False, None, False, unhealthy)
-        self._learn(x, y, news)
+        if news is None and self.n_learned:  # nothing new: learned as before
+            self._learn_plain(x, y)
+        else:
+            self._learn(x, y, news)
         self.n_scored += 1
         self._probe = x
         if prediction is None:
@@ -186,9 +199,7 @@ class Learner:
         else:
             self.metric.update(y, prediction)
             value = abs(y - prediction)
-        step = self._watch(prediction, value, version, scores)
-        step.unhealthy = unhealthy
-        return step
+        return self._watch(prediction, value, version, scores, unhealthy)
 
     def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None,
                                                    dict[str, float] | None]:
@@ -208,8 +219,32 @@ class Learner:
     def _check(self, x: dict[str, Any], y: Any) -> "_News | None":
         """Refuse what cannot be learned; return what is new in the event (to remember
         once learned, and whether to learn it as a transaction), or None."""
+        high = self._high
+        if _TEXT not in self._kinds_learned:
+            # the hot path, at C speed: numbers only (str raises TypeError, a 400-digit
+            # int OverflowError), all known, none NaN, infinite or beyond the record
+            try:
+                fast = sum(map(abs, x.values())) <= high and x.keys() <= self.kinds.keys()
+            except (TypeError, OverflowError):
+                fast = False
+            if fast:
+                if y is None:
+                    return None
+                kind_of = type(y)
+                if self.task == "classification":
+                    if kind_of is self.label_type and y in self.classes:
+                        return None
+                elif self.task == "regression":
+                    if (kind_of is float or kind_of is int) and -high <= y <= high:
+                        return None
+                news = self._check_label(y, high, None)
+                if news is not None:
+                    news.record = _magnitude(x, y)
+                return news
+        return self._check_slow(x, y, high)
+
+    def _check_slow(self, x: dict[str, Any], y: Any, high: float) -> "_News | None":
         kinds = self.kinds
-        high = min(max(2.0 * self._record, 1.0), _HUGE)
         news: _News | None = None
         for name, value in x.items():
             kind_of = type(value)
@@ -226,7 +261,7 @@ class Learner:
                                    f"{kind_of.__name__}; features are numbers, strings or "
                                    "booleans")
             known = kinds.get(name)
-            if known != kind and known != _ANY:
+            if known is not kind and known is not _ANY:
                 news = news or _News()
                 news.features.append((name, kind if known is None else _ANY))
                 if known is not None or kind not in self._kinds_learned:
@@ -239,6 +274,8 @@ class Learner:
                                    f"{self.spec.max_features} (max_features)")
         if y is not None:
             news = self._check_label(y, high, news)
+        if news is not None:
+            news.record = _magnitude(x, y)
         return news
 
     @staticmethod
@@ -247,7 +284,6 @@ class Learner:
         if problem is not None:
             raise EventRefused("invalid_event", f"{what}: {problem}")
         news = news or _News()
-        news.record = max(news.record, abs(float(value)))
         news.risky = True
         return news
 
@@ -290,22 +326,21 @@ class Learner:
         """Learn ``(x, y)``; as a transaction when ``news`` is risky (or nothing was
         learned yet)."""
         if self.n_learned and (news is None or not news.risky):
-            try:
-                self._learn_one(x, y)
-            except Exception as exc:  # a state we cannot put back: start afresh
-                reason = f"learning failed half-way: {type(exc).__name__}: {exc}"
-                self._restart()
-                raise ModelError(f"{type(exc).__name__}: {exc}", reason) from exc
+            self._learn_plain(x, y)
         else:
-            snapshot = pickle.dumps(self.model, protocol=5)
+            # a deep copy, not a pickle: it shares the strings, numbers and classes the
+            # original shares with the rest of the learner (and River's class names), so
+            # putting it back is bit-identical
+            snapshot = copy.deepcopy(self.model)
+            broken = non_finite(self.model)
             try:
                 self._learn_one(x, y)
                 prediction, proba, _ = self._predict(x)
-                if not _finite(prediction, proba):
-                    raise ModelError("learning this event would make the model's "
-                                     "predictions non-finite; refused")
+                if not _finite(prediction, proba) or non_finite(self.model) > broken:
+                    raise ModelError("learning this event would make the model's state "
+                                     "non-finite; refused")
             except Exception as exc:
-                self.model = pickle.loads(snapshot)  # noqa: S301 - our own bytes, just made
+                self.model = snapshot
                 if isinstance(exc, ModelError):
                     raise
                 raise ModelError(f"{type(exc).__name__}: {exc}") from exc
@@ -313,6 +348,18 @@ class Learner:
             self._remember(y, news)
         if self.label_type is None and self.task == "classification":
             self.label_type = type(y)
+
+    def _learn_plain(self, x: dict[str, Any], y: Any) -> None:
+        """Learn an event like those the model has learned, without a copy."""
+        try:
+            if self.task == "anomaly":
+                self.model.learn_one(x)
+            else:
+                self.model.learn_one(x, y)
+        except Exception as exc:  # a state we cannot put back: start afresh
+            reason = f"learning failed half-way: {type(exc).__name__}: {exc}"
+            self._restart()
+            raise ModelError(f"{type(exc).__name__}: {exc}", reason) from exc
 
     def _learn_one(self, x: dict[str, Any], y: Any) -> None:
         if self.task == "anomaly":
@@ -322,6 +369,7 @@ class Learner:
 
     def _remember(self, y: Any, news: "_News") -> None:
         self._record = max(self._record, news.record)
+        self._high = min(max(2.0 * self._record, 1.0), _HUGE)
         for name, kind in news.features:
             self.kinds[name] = kind
             self._kinds_learned.add(kind)
@@ -348,14 +396,14 @@ class Learner:
         self._inputs_init()
 
     def _watch(self, prediction: Any, value: float, version: int,
-               scores: dict[str, float] | None) -> Step:
+               scores: dict[str, float] | None, unhealthy: str | None) -> Step:
         self.n_learned += 1
         signal = self.watcher.update(value)
         reset = (signal is not None and signal.kind == "worse"
                  and self.spec.drift.on_drift == "reset")
         if reset:
             self.reset()
-        return Step(prediction, scores, version, True, signal, reset)
+        return Step(prediction, scores, version, True, signal, reset, unhealthy)
 
     def adopt(self, spec: ModelSpec, cooldown: int) -> bool:
         """Take the models file's current settings for this (restored) learner.
@@ -404,6 +452,12 @@ class _News:
         self.risky = False
 
 
+def _magnitude(x: dict[str, Any], y: Any) -> float:
+    """The sum of the absolute numbers of an event's features (or its label if larger)."""
+    total = math.fsum(abs(float(v)) for v in x.values() if type(v) in (int, float))
+    return max(total, abs(float(y)) if type(y) in (int, float) else 0.0)
+
+
 def _watcher(spec: ModelSpec, cooldown: int) -> DriftWatcher:
     return DriftWatcher(spec.drift.delta, cooldown, continuous=spec.task != "classification",
                         min_effect=spec.drift.min_effect)
@@ -413,6 +467,6 @@ def _finite(prediction: Any, proba: dict[Any, float] | None) -> bool:
     """False when a prediction (a number) or a class probability is NaN or infinite."""
     if proba is not None:
         return math.isfinite(sum(proba.values())) if proba else True
-    if prediction is None or isinstance(prediction, str | bool):
+    if prediction is None or type(prediction) is str:
         return True
     return math.isfinite(prediction)

@@ -36,7 +36,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
-    field_validator,
+    model_validator,
 )
 
 from schemas.constants import (
@@ -104,35 +104,32 @@ class Event(BaseModel):
         None, description="RFC 3339 string with offset, or epoch seconds (< 1e11) or "
                           "milliseconds (>= 1e11); 2000-01-01 to now + 1 day.")
 
-    @field_validator("features")
-    @classmethod
-    def _finite_features(cls, features: dict[str, object]) -> dict[str, object]:
-        for name, value in features.items():
-            if type(value) is int and not -MAX_FLOAT_INT <= value <= MAX_FLOAT_INT:
-                raise ValueError(f"feature '{name}': {finite_number_problem(value)}")
-        return features
-
-    @field_validator("label")
-    @classmethod
-    def _finite_label(cls, label: object) -> object:
-        problem = finite_number_problem(label)
-        if problem is not None:
-            raise ValueError(f"label: {problem}")
-        return label
-
-    @field_validator("timestamp")
-    @classmethod
-    def _plausible_time(cls, value: int | float | datetime | None) -> object:
+    @model_validator(mode="after")
+    def _finite_and_plausible(self) -> "Event":
+        # one validator for all three fields, lean: it runs for every event
+        features = self.features
+        if int in map(type, features.values()):
+            for name, value in features.items():
+                problem = finite_number_problem(value)
+                if problem is not None:
+                    raise ValueError(f"feature '{name}': {problem}")
+        if type(self.label) is int:
+            problem = finite_number_problem(self.label)
+            if problem is not None:
+                raise ValueError(f"label: {problem}")
+        value = self.timestamp
         if value is None:
-            return value
-        problem = finite_number_problem(value)
-        if problem is not None:
-            raise ValueError(f"timestamp: {problem}")
-        ms = value.timestamp() * 1000.0 if isinstance(value, datetime) else epoch_ms(value)
-        if not plausible_ms(ms):
+            return self
+        if type(value) is int:
+            problem = finite_number_problem(value)
+            if problem is not None:
+                raise ValueError(f"timestamp: {problem}")
+        ms = value.timestamp() * 1000.0 if isinstance(value, datetime) else (
+            value * 1000.0 if -EPOCH_SECONDS_BELOW < value < EPOCH_SECONDS_BELOW else value)
+        if not MIN_TIMESTAMP_MS <= ms <= time.time() * 1000.0 + MAX_FUTURE_MS:
             raise ValueError(f"timestamp {value} is not between 2000-01-01 and a day from "
                              "now (numbers below 1e11 are epoch seconds, others epoch ms)")
-        return value
+        return self
 
     @property
     def timestamp_ms(self) -> float | None:
