@@ -6,14 +6,15 @@ of another type than the model's, a class beyond ``max_classes``, a label
 longer than ``max_label_chars``, features beyond ``max_features``). Learning
 itself is a transaction where a check cannot rule failure out: an event that
 brings something the model has not learned before (its first event, a value
-kind it never saw, a feature changing kind, a new class, a number more than
-twice the largest it learned or beyond 1e100) is learned on a model whose
-pickled copy is kept, and afterwards the model's prediction for it must still be
-finite and its state hold no more NaN or infinities than before; on any failure the copy is put back and :class:`ModelError` raised,
-so the learner is bit-identical to before. Other events are learned without the
-copy (they repeat what the model has already learned); should the model's state
-turn non-finite anyway, the next scoring finds it, the model starts afresh and
-the step reports it ``unhealthy`` (the caller may restore a checkpoint instead).
+kind it never saw, a feature changing kind, a new class, numbers adding up to
+more than twice the most it learned, or beyond 1e100) is learned while a deep
+copy of the model is kept, and afterwards the model's prediction for it must
+still be finite and its state hold no more NaN or infinities than before; on
+any failure the copy is put back and :class:`ModelError` raised, so the learner
+pickles bit-identically to before. Other events are learned without the copy
+(they repeat what the model has already learned); should the model's state turn
+non-finite anyway, the next scoring finds it, the model starts afresh and the
+step reports it ``unhealthy`` (the caller may restore a checkpoint instead).
 
 A ``None`` prediction (a model that has not learned enough to predict, e.g.
 ``forest.AMFRegressor``) is "no prediction yet": no error is counted, and
@@ -234,9 +235,9 @@ class Learner:
                 if self.task == "classification":
                     if kind_of is self.label_type and y in self.classes:
                         return None
-                elif self.task == "regression":
-                    if (kind_of is float or kind_of is int) and -high <= y <= high:
-                        return None
+                elif self.task == "regression" and (
+                        kind_of is float or kind_of is int) and -high <= y <= high:
+                    return None
                 news = self._check_label(y, high, None)
                 if news is not None:
                     news.record = _magnitude(x, y)
