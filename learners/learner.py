@@ -198,8 +198,11 @@ class Learner:
             self.metric.update(y, proba if self._proba_metric else prediction)
             value = 0.0 if prediction == y else 1.0
         else:
-            self.metric.update(y, prediction)
             value = abs(y - prediction)
+            if value == math.inf:  # finite numbers whose difference overflows: no error
+                self.n_learned += 1
+                return Step(prediction, scores, version, True, None, False, unhealthy)
+            self.metric.update(y, prediction)
         return self._watch(prediction, value, version, scores, unhealthy)
 
     def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None,

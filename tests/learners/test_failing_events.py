@@ -224,3 +224,11 @@ def test_an_old_checkpoint_without_input_tracking_is_upgraded_on_load():
     assert old.kinds == {} and old.label_type is None
     assert old.step({"amount": 60.0, "age": 30.0}, True).learned
     assert old.label_type is bool and old.classes == {True}
+
+
+def test_an_error_that_overflows_reaches_neither_metric_nor_adwin():
+    model = learner("regression", "linear_model.LinearRegression(intercept_init=-1.7e308, "
+                                  "intercept_lr=0.0)")
+    step = model.step({"a": 0.0}, 1.7e308)
+    assert step.learned and step.prediction == -1.7e308
+    assert model.watcher.n_seen == 0 and model.metric.get() == 0.0
