@@ -20,16 +20,17 @@ River's ADWIN fires on any change of the mean, including the error falling
 while a model learns; only a rise can be an alert, and only once confirmed:
 after ADWIN detects a rise, the next ``CONFIRM`` observations are compared with
 the part of the window ADWIN dropped (continuous values against the percentile
-as it was at the detection), and both halves of them must be above it by at
-least ``min_effect``. That rules out transients (an outlier that kicks an SGD
-model for a hundred events) and changes too small to matter, and delays an
-alert by ``CONFIRM`` observations. After an alert the watcher is muted for
+as it was at the detection), and both halves of them must be above it by an
+effect size (Cohen's h, :func:`effect_size`) of at least ``min_effect``. That
+rules out transients (an outlier that kicks an SGD model for a hundred events)
+and changes too small to matter, and delays an alert by ``CONFIRM``
+observations. After an alert the watcher is muted for
 ``cooldown`` observations. ADWIN's API has changed between River releases;
 this module is the one place that knows it.
 
 >>> import random
 >>> rng = random.Random(7)
->>> watcher = DriftWatcher(delta=0.002, cooldown=500, min_effect=0.1)
+>>> watcher = DriftWatcher(delta=0.002, cooldown=500, min_effect=0.2)
 >>> signals = [watcher.update(float(rng.random() < (0.1 if i < 2000 else 0.6)))
 ...            for i in range(4000)]
 >>> alerts = [s for s in signals if s is not None and s.kind == "worse"]
@@ -37,12 +38,13 @@ this module is the one place that knows it.
 (1, True)
 >>> round(alerts[0].mean_before, 1), round(alerts[0].mean_after, 1)
 (0.1, 0.6)
->>> noisy = DriftWatcher(delta=0.002, cooldown=500, continuous=True, min_effect=0.1)
+>>> noisy = DriftWatcher(delta=0.002, cooldown=500, continuous=True, min_effect=0.2)
 >>> [s for s in (noisy.update(rng.lognormvariate(0, 1.5)) for _ in range(20000))
 ...  if s and s.kind == "worse"]
 []
 """
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,6 +75,19 @@ class DriftSignal:
     width: int
 
 
+def effect_size(before: float, after: float) -> float:
+    """Cohen's h between two proportions: ``2·asin(√after) - 2·asin(√before)``.
+
+    Scale-free for rates: an error rate from 1% to 4%, or from 10% to 17%, is h ≈ 0.2
+    (Cohen's "small" effect), from 10% to 11% only 0.03.
+
+    >>> round(effect_size(0.01, 0.04), 2), round(effect_size(0.10, 0.168), 2)
+    (0.2, 0.2)
+    """
+    clip = min(max(after, 0.0), 1.0), min(max(before, 0.0), 1.0)
+    return 2.0 * math.asin(math.sqrt(clip[0])) - 2.0 * math.asin(math.sqrt(clip[1]))
+
+
 class DriftWatcher:
     """Watch a stream of losses (or scores) with ADWIN.
 
@@ -86,7 +101,7 @@ class DriftWatcher:
         The values have any scale (absolute errors, anomaly scores): watch whether
         each is above their running median instead of the value itself.
     min_effect
-        Smallest rise of the watched signal (0..1) that counts as an alert.
+        Smallest confirmed rise of the watched signal, as Cohen's h (0.2: "small").
     """
 
     def __init__(self, delta: float, cooldown: int, continuous: bool = False,
@@ -169,7 +184,7 @@ class DriftWatcher:
         early, late = pending[2] / half, pending[3] / (CONFIRM - half)
         after = (pending[2] + pending[3]) / CONFIRM
         kind: Literal["worse", "better", "muted", "small"]
-        if min(early, late) - before < self.min_effect or after <= before:
+        if effect_size(before, min(early, late)) < self.min_effect or after <= before:
             kind = "small"
         elif self.n_seen < self._muted_until:
             kind = "muted"

@@ -40,9 +40,10 @@ class DriftSpec(BaseModel):
 
     delta: float = Field(0.002, gt=0, lt=1)
     on_drift: Literal["none", "reset"] = "none"
-    #: Smallest rise of the watched signal (an error rate, or the share of errors above
-    #: their running median for regressors, both 0..1) that raises an alert.
-    min_effect: float = Field(0.1, ge=0, le=1)
+    #: Smallest confirmed rise of the watched signal (an error rate, or the share of
+    #: errors above their running 90th percentile), as Cohen's h between the two
+    #: proportions: 0.2 is a "small" effect (an error rate from 1% to 4%, 10% to 17%).
+    min_effect: float = Field(0.2, ge=0, le=3.2)
 
 
 class ModelSpec(BaseModel):

@@ -189,7 +189,6 @@ class EventProcessor:
         return None
 
     def _unhealthy(self, event: Event, record: Record, reason: str, at: str) -> Output:
-        self.counts["unhealthy", event.model] += 1
         log.error("model unhealthy, started afresh: %s", reason,
                   extra={"model": event.model, "partition": record.partition,
                          "offset": record.offset})

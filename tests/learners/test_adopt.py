@@ -45,9 +45,9 @@ def test_another_model_does_not_take_the_state(text, task):
 def test_new_limits_and_drift_settings_are_adopted():
     learner = restored()
     spec = ModelSpec(task="classification", pipeline=PIPELINE, scores_top_k=1,
-                     drift={"delta": 0.01, "min_effect": 0.2})
+                     drift={"delta": 0.01, "min_effect": 0.4})
     assert learner.adopt(spec, 5)
-    assert learner.watcher.min_effect == 0.2 and learner.watcher.delta == 0.01
+    assert learner.watcher.min_effect == 0.4 and learner.watcher.delta == 0.01
     assert len(learner.step({"x": 1.0}, None).scores) == 1
 
 

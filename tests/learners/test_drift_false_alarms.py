@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from learners.drift import DriftWatcher
+from learners.drift import DriftWatcher, effect_size
 from learners.learner import Learner
 from schemas.models_file import ModelSpec
 
@@ -76,7 +76,22 @@ def test_a_rise_of_the_regression_error_level_is_alerted_within_1000_events(nois
     assert alerts, "the change was not detected"
     position, signal = alerts[0]
     assert CHANGE_AT <= position < CHANGE_AT + 1_000
-    assert signal.mean_after - signal.mean_before >= 0.1  # share above the 90th percentile
+    assert effect_size(signal.mean_before, signal.mean_after) >= 0.2  # share above the p90
+
+
+def test_the_sea_concept_change_is_alerted_within_1000_events():
+    # River's SEA stream: the error rate of a logistic regression goes from ~1% to ~10%
+    from streams.sources import synthetic_events
+
+    learner = Learner.from_spec(ModelSpec(
+        task="classification",
+        pipeline="preprocessing.StandardScaler() | linear_model.LogisticRegression()"), 1000)
+    alerts = []
+    for i, e in enumerate(synthetic_events("sea", 12_000, drift_at=10_000, seed=42, model="m")):
+        step = learner.step(e["features"], e["label"])
+        if step.signal is not None and step.signal.kind == "worse":
+            alerts.append(i)
+    assert len(alerts) == 1 and 10_000 <= alerts[0] < 11_000
 
 
 def test_a_rise_of_the_error_rate_is_alerted_within_1000_events():
@@ -92,7 +107,7 @@ def test_the_watched_signal_s_scale_is_irrelevant():
     errors = [rng.lognormvariate(0.0, 1.5) * (1.0 if i < 5_000 else 4.0) for i in range(8_000)]
     runs = []
     for scale in (1e-6, 1.0, 1e6):
-        watcher = DriftWatcher(delta=0.002, cooldown=1000, continuous=True, min_effect=0.1)
+        watcher = DriftWatcher(delta=0.002, cooldown=1000, continuous=True, min_effect=0.2)
         runs.append([(s.kind, s.n_seen, s.mean_before, s.mean_after)
                      for s in map(watcher.update, (e * scale for e in errors)) if s])
     assert runs[0] == runs[1] == runs[2]
@@ -101,7 +116,7 @@ def test_the_watched_signal_s_scale_is_irrelevant():
 
 def test_a_rise_below_min_effect_is_not_an_alert():
     rng = random.Random(6)
-    small = DriftWatcher(delta=0.002, cooldown=1000, min_effect=0.3)
+    small = DriftWatcher(delta=0.002, cooldown=1000, min_effect=0.6)  # 0.1 -> 0.3 is h=0.52
     signals = [small.update(float(rng.random() < (0.1 if i < 5_000 else 0.3)))
                for i in range(10_000)]
     kinds = {s.kind for s in signals if s is not None}

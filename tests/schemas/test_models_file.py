@@ -14,7 +14,7 @@ def config(extra="", pipeline="linear_model.LogisticRegression()", task="classif
 def test_defaults_of_the_hardening_settings():
     spec = config().models["m"]
     assert (spec.label_type, spec.max_label_chars, spec.max_classes, spec.scores_top_k,
-            spec.max_features, spec.drift.min_effect) == (None, 256, 1000, 100, 100_000, 0.1)
+            spec.max_features, spec.drift.min_effect) == (None, 256, 1000, 100, 100_000, 0.2)
 
 
 @pytest.mark.parametrize(("extra", "task", "where"), [
@@ -23,7 +23,7 @@ def test_defaults_of_the_hardening_settings():
     ("max_classes = 1\n", "classification", "max_classes"),
     ("max_features = 0\n", "classification", "max_features"),
     ("scores_top_k = 0\n", "classification", "scores_top_k"),
-    ("[models.m.drift]\nmin_effect = 1.5\n", "classification", "min_effect"),
+    ("[models.m.drift]\nmin_effect = 3.5\n", "classification", "min_effect"),
     ("[models.m.drift]\ndelta = nan\n", "classification", "delta"),
 ])
 def test_bad_settings_are_one_line(extra, task, where):

@@ -130,7 +130,7 @@ def test_a_non_finite_state_is_restored_and_alerted(processor):
     alert = HealthAlert.model_validate_json(out[1].value)
     assert (alert.model, alert.offset, alert.action) == ("reg", 5, "fresh")
     assert Prediction.model_validate_json(out[0].value).prediction == 0.0
-    assert processor.counts["unhealthy", "reg"] == 1
+    assert processor.partition(0).learner("reg").n_unhealthy == 1
 
 
 def test_drift_alerts_say_what_they_are(processor):
