@@ -1,5 +1,25 @@
 """The learner of one (model, partition): test-then-train with a metric and ADWIN.
 
+No single event can break it. Everything checkable is checked before the model
+is touched (:class:`EventRefused`: numbers that are not finite float64, a label
+of another type than the model's, a class beyond ``max_classes``, a label
+longer than ``max_label_chars``, features beyond ``max_features``). Learning
+itself is a transaction where a check cannot rule failure out: an event that
+brings something the model has not learned before (its first event, a value
+kind it never saw, a feature changing kind, a new class, numbers adding up to
+more than twice the most it learned, or beyond 1e100) is learned while a deep
+copy of the model is kept, and afterwards the model's prediction for it must
+still be finite and its state hold no more NaN or infinities than before; on
+any failure the copy is put back and :class:`ModelError` raised, so the learner
+pickles bit-identically to before. Other events are learned without the copy
+(they repeat what the model has already learned); should the model's state turn
+non-finite anyway, the next scoring finds it, the model starts afresh and the
+step reports it ``unhealthy`` (the caller may restore a checkpoint instead).
+
+A ``None`` prediction (a model that has not learned enough to predict, e.g.
+``forest.AMFRegressor``) is "no prediction yet": no error is counted, and
+neither the metric nor ADWIN sees it.
+
 >>> from schemas.models_file import ModelSpec
 >>> spec = ModelSpec(task="classification",
 ...                  pipeline="preprocessing.StandardScaler() | linear_model.LogisticRegression()")
@@ -9,15 +29,30 @@
 (False, {'false': 0.5, 'true': 0.5}, 0, True)
 >>> learner.step({"x": 1.0}, True).version
 1
+>>> learner.step({"x": 1.0}, "yes")
+Traceback (most recent call last):
+...
+learners.exceptions.EventRefused: the model's labels are bool; this label is str
 """
 
+import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from learners.drift import DriftSignal, DriftWatcher
+from learners.exceptions import EventRefused, ModelError
+from learners.health import non_finite
 from learners.metric import make_metric
-from learners.pipeline_text import build_pipeline
+from learners.pipeline_text import build_pipeline, pipeline_meaning
+from schemas.event import finite_number_problem
 from schemas.models_file import ModelSpec
+
+#: Events whose numbers add up beyond this are always learned as a transaction
+#: (squares overflow float64 at about 1.3e154).
+_HUGE = 1e100
+_NUMBER, _TEXT, _ANY = 1, 2, 3
+_LABEL_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
 
 def final_step(model: Any) -> Any:
@@ -41,7 +76,11 @@ def class_key(label: object) -> str:
 
 @dataclass(slots=True)
 class Step:
-    """What one event did: the prediction made before learning, and what followed."""
+    """What one event did: the prediction made before learning, and what followed.
+
+    ``unhealthy`` says why the model had to start afresh before scoring this event
+    (its state was not finite), else None.
+    """
 
     prediction: Any
     scores: dict[str, float] | None
@@ -49,10 +88,12 @@ class Step:
     learned: bool
     signal: DriftSignal | None
     reset: bool
+    unhealthy: str | None = None
 
 
 class Learner:
-    """A River model with its metric, drift watcher and counters.
+    """A River model with its metric, drift watcher, counters and what it has learned
+    about its inputs (feature kinds, label type, classes, largest number).
 
     Parameters
     ----------
@@ -69,40 +110,39 @@ class Learner:
         self.task = spec.task
         self.model = model
         self.metric = make_metric(spec.metric)
-        self.watcher = DriftWatcher(spec.drift.delta, cooldown)
+        self.watcher = _watcher(spec, cooldown)
         self.n_learned = 0
         self.n_scored = 0
         self.n_resets = 0
+        self.n_unhealthy = 0
         self.last_alert: dict[str, Any] | None = None
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
         self._binary = spec.task == "classification" and not getattr(
             final_step(model), "_multiclass", True)
+        self._inputs_init()
+
+    def _inputs_init(self) -> None:
+        #: feature name -> _NUMBER / _TEXT / _ANY (changed kind once, and the model took it)
+        self.kinds: dict[str, int] = {}
+        self._kinds_learned: set[int] = set()
+        self.classes: set[Any] = set()
+        self.label_type: type | None = _LABEL_TYPES.get(self.spec.label_type or "")
+        #: largest sum of |numbers| of an event learned; events beyond ``_high`` (twice
+        #: it) are learned as a transaction
+        self._record = 0.0
+        self._high = 1.0
+        self._probe: dict[str, Any] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
-        self.__dict__.update({"last_alert": None, **state})
+        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, **state})
         if "_binary" not in state:
             self._binary = self.task == "classification" and not getattr(
                 final_step(self.model), "_multiclass", True)
-
-    def label_problem(self, label: Any) -> str | None:
-        """Why ``label`` cannot be learned by this model (checked before anything is
-        touched, so a bad label never half-updates a pipeline), or None.
-
-        >>> from schemas.models_file import ModelSpec
-        >>> Learner.from_spec(ModelSpec(task="classification",
-        ...     pipeline="linear_model.LogisticRegression()"), 10).label_problem("yes")
-        'binary classifier: the label must be true/false (or 0/1), not str'
-        """
-        if label is None:
-            return None
-        if self.task == "regression":
-            if isinstance(label, bool) or not isinstance(label, int | float):
-                return f"regression: the label must be a number, not {type(label).__name__}"
-        elif self._binary and not (isinstance(label, bool) or label in (0, 1)):
-            return (f"binary classifier: the label must be true/false (or 0/1), "
-                    f"not {type(label).__name__}")
-        return None
+        if "kinds" not in state:
+            self._inputs_init()
+        if not hasattr(self.watcher, "min_effect"):
+            self.watcher = _watcher(self.spec, self.watcher.cooldown)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, cooldown: int) -> "Learner":
@@ -112,61 +152,287 @@ class Learner:
     def step(self, x: dict[str, Any], y: Any) -> Step:
         """Score ``x``, then (with a label, or always for anomaly models) learn from it.
 
-        The prediction is made before learning (test-then-train); an exception
-        while scoring leaves the learner untouched.
+        The prediction is made before learning (test-then-train).
+
+        Raises:
+            EventRefused: the event cannot be taken (``reason`` is the dead letter's
+                type); nothing was touched.
+            ModelError: scoring or learning failed; the learner is as it was (unless
+                ``unhealthy`` says it had to start afresh).
         """
+        learns = y is not None or self.task == "anomaly"
+        news = self._check(x, y) if learns else None
         version = self.n_learned
-        if self.task == "classification":
-            proba = self.model.predict_proba_one(x)
-            prediction = max(proba, key=proba.get) if proba else None
-            scores: dict[str, float] | None = {class_key(c): p for c, p in proba.items()}
-        elif self.task == "regression":
-            prediction = self.model.predict_one(x)
-            proba, scores = None, None
+        try:
+            prediction, proba, scores = self._predict(x)
+        except Exception as exc:  # scoring touches nothing
+            raise ModelError(f"{type(exc).__name__}: {exc}") from exc
+        unhealthy = None
+        if proba is None:
+            finite = prediction is None or type(prediction) is str or math.isfinite(prediction)
         else:
-            prediction = self.model.score_one(x)
-            proba, scores = None, None
+            finite = math.isfinite(sum(proba.values()))
+        if not finite:
+            unhealthy = self._heal(x)
+            prediction, proba, scores = self._predict(x)
+            if not _finite(prediction, proba):
+                raise ModelError("the model's prediction for these features is not finite",
+                                 unhealthy)
+        if not learns:
+            self.n_scored += 1
+            return Step(prediction, scores, version, False, None, False, unhealthy)
+        if news is None and self.n_learned:  # nothing new: learned as before
+            self._learn_plain(x, y)
+        else:
+            self._learn(x, y, news)
         self.n_scored += 1
+        self._probe = x
+        if prediction is None:
+            self.n_learned += 1
+            return Step(prediction, scores, version, True, None, False, unhealthy)
         if self.task == "anomaly":
-            self.model.learn_one(x)
             if y is not None:
                 self.metric.update(y, prediction)
-            return self._watch(prediction, prediction, version, scores)
-        if y is None:
-            return Step(prediction, scores, version, False, None, False)
-        self.model.learn_one(x, y)
-        if self.task == "classification":
+            value = float(prediction)
+        elif self.task == "classification":
             self.metric.update(y, proba if self._proba_metric else prediction)
-            loss = 0.0 if prediction == y else 1.0
+            value = 0.0 if prediction == y else 1.0
         else:
+            value = abs(y - prediction)
+            if value == math.inf:  # finite numbers whose difference overflows: no error
+                self.n_learned += 1
+                return Step(prediction, scores, version, True, None, False, unhealthy)
             self.metric.update(y, prediction)
-            loss = abs(y - prediction)
-        return self._watch(prediction, loss, version, scores)
+        return self._watch(prediction, value, version, scores, unhealthy)
+
+    def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None,
+                                                   dict[str, float] | None]:
+        if self.task == "classification":
+            proba = self.model.predict_proba_one(x)
+            if not proba:
+                return None, proba, {}
+            prediction = max(proba, key=proba.get)
+            items = proba.items()
+            if len(proba) > self.spec.scores_top_k:
+                items = sorted(items, key=lambda kv: -kv[1])[:self.spec.scores_top_k]
+            return prediction, proba, {class_key(c): p for c, p in items}
+        if self.task == "regression":
+            return self.model.predict_one(x), None, None
+        return self.model.score_one(x), None, None
+
+    def _check(self, x: dict[str, Any], y: Any) -> "_News | None":
+        """Refuse what cannot be learned; return what is new in the event (to remember
+        once learned, and whether to learn it as a transaction), or None."""
+        high = self._high
+        if _TEXT not in self._kinds_learned:
+            # the hot path, at C speed: numbers only (str raises TypeError, a 400-digit
+            # int OverflowError), all known, none NaN, infinite or beyond the record
+            try:
+                fast = sum(map(abs, x.values())) <= high and x.keys() <= self.kinds.keys()
+            except (TypeError, OverflowError):
+                fast = False
+            if fast:
+                if y is None:
+                    return None
+                kind_of = type(y)
+                if self.task == "classification":
+                    if kind_of is self.label_type and y in self.classes:
+                        return None
+                elif self.task == "regression" and (
+                        kind_of is float or kind_of is int) and -high <= y <= high:
+                    return None
+                news = self._check_label(y, high, None)
+                if news is not None:
+                    news.record = _magnitude(x, y)
+                return news
+        return self._check_slow(x, y, high)
+
+    def _check_slow(self, x: dict[str, Any], y: Any, high: float) -> "_News | None":
+        kinds = self.kinds
+        news: _News | None = None
+        for name, value in x.items():
+            kind_of = type(value)
+            if kind_of is float or kind_of is int:
+                if not -high <= value <= high:
+                    news = self._large(f"feature '{name}'", value, news)
+                kind = _NUMBER
+            elif kind_of is str:
+                kind = _TEXT
+            elif kind_of is bool:
+                kind = _NUMBER
+            else:
+                raise EventRefused("invalid_event", f"feature '{name}' is a "
+                                   f"{kind_of.__name__}; features are numbers, strings or "
+                                   "booleans")
+            known = kinds.get(name)
+            if known is not kind and known is not _ANY:
+                news = news or _News()
+                news.features.append((name, kind if known is None else _ANY))
+                if known is not None or kind not in self._kinds_learned:
+                    news.risky = True  # a kind the model has not learned (here)
+        if news is not None and news.features:
+            added = sum(1 for name, _ in news.features if name not in kinds)
+            if added and len(kinds) + added > self.spec.max_features:
+                raise EventRefused("invalid_event", f"the event brings {added} new features; "
+                                   f"the model has {len(kinds)} of at most "
+                                   f"{self.spec.max_features} (max_features)")
+        if y is not None:
+            news = self._check_label(y, high, news)
+        if news is not None:
+            news.record = _magnitude(x, y)
+        return news
+
+    @staticmethod
+    def _large(what: str, value: float, news: "_News | None") -> "_News":
+        problem = finite_number_problem(value)
+        if problem is not None:
+            raise EventRefused("invalid_event", f"{what}: {problem}")
+        news = news or _News()
+        news.risky = True
+        return news
+
+    def _check_label(self, y: Any, high: float, news: "_News | None") -> "_News | None":
+        kind_of = type(y)
+        if self.task == "regression":
+            if kind_of is not float and kind_of is not int:
+                raise EventRefused("invalid_label", "a regressor's label must be a number, "
+                                   f"not {kind_of.__name__}")
+            if not -high <= y <= high:
+                news = self._large("label", y, news)
+            return news
+        if self.task == "anomaly":
+            if kind_of is not bool and not (kind_of is int and y in (0, 1)):
+                raise EventRefused("invalid_label", "an anomaly model's label says whether "
+                                   f"the event is an anomaly: true/false or 0/1, not {y!r:.40}")
+            return news
+        if kind_of is not self.label_type and self.label_type is not None:
+            raise EventRefused("invalid_label", f"the model's labels are "
+                               f"{self.label_type.__name__}; this label is {kind_of.__name__}")
+        if y not in self.classes:
+            if kind_of is str and len(y) > self.spec.max_label_chars:
+                raise EventRefused("invalid_label", f"label of {len(y)} characters; the "
+                                   f"limit is {self.spec.max_label_chars} (max_label_chars)")
+            problem = finite_number_problem(y)
+            if problem is not None:
+                raise EventRefused("invalid_label", f"label: {problem}")
+            if self._binary and not (kind_of is bool or (kind_of is int and y in (0, 1))):
+                raise EventRefused("invalid_label", "a binary classifier's label must be "
+                                   f"true/false (or 0/1), not {y!r:.40}")
+            if len(self.classes) >= self.spec.max_classes:
+                raise EventRefused("invalid_label", f"a new class beyond the model's "
+                                   f"{self.spec.max_classes} (max_classes)")
+            news = news or _News()
+            news.new_class = True
+            news.risky = True
+        return news
+
+    def _learn(self, x: dict[str, Any], y: Any, news: "_News | None") -> None:
+        """Learn ``(x, y)``; as a transaction when ``news`` is risky (or nothing was
+        learned yet)."""
+        if self.n_learned and (news is None or not news.risky):
+            self._learn_plain(x, y)
+        else:
+            # a deep copy, not a pickle: it shares the strings, numbers and classes the
+            # original shares with the rest of the learner (and River's class names), so
+            # putting it back is bit-identical
+            snapshot = copy.deepcopy(self.model)
+            broken = non_finite(self.model)
+            try:
+                self._learn_one(x, y)
+                prediction, proba, _ = self._predict(x)
+                if not _finite(prediction, proba) or non_finite(self.model) > broken:
+                    raise ModelError("learning this event would make the model's state "
+                                     "non-finite; refused")
+            except Exception as exc:
+                self.model = snapshot
+                if isinstance(exc, ModelError):
+                    raise
+                raise ModelError(f"{type(exc).__name__}: {exc}") from exc
+        if news is not None:
+            self._remember(y, news)
+        if self.label_type is None and self.task == "classification":
+            self.label_type = type(y)
+
+    def _learn_plain(self, x: dict[str, Any], y: Any) -> None:
+        """Learn an event like those the model has learned, without a copy."""
+        try:
+            if self.task == "anomaly":
+                self.model.learn_one(x)
+            else:
+                self.model.learn_one(x, y)
+        except Exception as exc:  # a state we cannot put back: start afresh
+            reason = f"learning failed half-way: {type(exc).__name__}: {exc}"
+            self._restart()
+            raise ModelError(f"{type(exc).__name__}: {exc}", reason) from exc
+
+    def _learn_one(self, x: dict[str, Any], y: Any) -> None:
+        if self.task == "anomaly":
+            self.model.learn_one(x)
+        else:
+            self.model.learn_one(x, y)
+
+    def _remember(self, y: Any, news: "_News") -> None:
+        self._record = max(self._record, news.record)
+        self._high = min(max(2.0 * self._record, 1.0), _HUGE)
+        for name, kind in news.features:
+            self.kinds[name] = kind
+            self._kinds_learned.add(kind)
+        if news.new_class:
+            self.classes.add(y)
+
+    def _heal(self, x: dict[str, Any]) -> str:
+        """The prediction for ``x`` is not finite: is the model's state, or only ``x``?"""
+        probe = self._probe
+        if probe is not None and probe is not x:
+            prediction, proba, _ = self._predict(probe)
+            if _finite(prediction, proba):
+                raise ModelError("the model's prediction for these features is not finite")
+        self._restart()
+        return "the model's predictions are not finite"
+
+    def _restart(self) -> None:
+        """The model's state is broken: start it afresh (by policy; a caller holding a
+        good checkpoint may restore that instead, see ``Step.unhealthy``)."""
+        self.model = self.model.clone()
+        self.metric = make_metric(self.spec.metric)
+        self.watcher.reset()
+        self.n_unhealthy += 1
+        self._inputs_init()
 
     def _watch(self, prediction: Any, value: float, version: int,
-               scores: dict[str, float] | None) -> Step:
+               scores: dict[str, float] | None, unhealthy: str | None) -> Step:
         self.n_learned += 1
         signal = self.watcher.update(value)
         reset = (signal is not None and signal.kind == "worse"
                  and self.spec.drift.on_drift == "reset")
         if reset:
             self.reset()
-        return Step(prediction, scores, version, True, signal, reset)
+        return Step(prediction, scores, version, True, signal, reset, unhealthy)
 
     def adopt(self, spec: ModelSpec, cooldown: int) -> bool:
         """Take the models file's current settings for this (restored) learner.
 
-        Returns False when the pipeline or task changed: the state then belongs to
-        another model and must not be used. Drift settings and the metric follow the
-        file (a new metric starts empty).
+        Returns False when the model changed (task, or what the pipeline means: its
+        classes and all their parameters, defaults included — not how it is written)
+        or a declared ``label_type`` contradicts the labels learned: the state then
+        belongs to another model and must not be used. Drift settings, limits and the
+        metric follow the file (a new metric starts empty).
         """
-        if (spec.pipeline, spec.task) != (self.spec.pipeline, self.spec.task):
+        if spec.task != self.spec.task:
+            return False
+        if spec.pipeline != self.spec.pipeline and (
+                pipeline_meaning(spec.pipeline) != pipeline_meaning(self.spec.pipeline)):
+            return False
+        declared = _LABEL_TYPES.get(spec.label_type or "")
+        if declared is not None and self.label_type not in (None, declared):
             return False
         if spec.metric != self.spec.metric:
             self.metric = make_metric(spec.metric)
             self._proba_metric = not getattr(self.metric, "requires_labels", True)
-        self.watcher.retune(spec.drift.delta, cooldown)
+        self.watcher.retune(spec.drift.delta, cooldown, spec.drift.min_effect)
         self.spec = spec
+        if declared is not None:
+            self.label_type = declared
         return True
 
     def reset(self) -> None:
@@ -175,3 +441,36 @@ class Learner:
         self.metric = make_metric(self.spec.metric)
         self.watcher.reset()
         self.n_resets += 1
+
+
+class _News:
+    """What an event brings that the learner has not seen: features (name, kind), its
+    largest number beyond the record, a new class; ``risky``: learn as a transaction."""
+
+    __slots__ = ("features", "new_class", "record", "risky")
+
+    def __init__(self) -> None:
+        self.features: list[tuple[str, int]] = []
+        self.record = 0.0
+        self.new_class = False
+        self.risky = False
+
+
+def _magnitude(x: dict[str, Any], y: Any) -> float:
+    """The sum of the absolute numbers of an event's features (or its label if larger)."""
+    total = math.fsum(abs(float(v)) for v in x.values() if type(v) in (int, float))
+    return max(total, abs(float(y)) if type(y) in (int, float) else 0.0)
+
+
+def _watcher(spec: ModelSpec, cooldown: int) -> DriftWatcher:
+    return DriftWatcher(spec.drift.delta, cooldown, continuous=spec.task != "classification",
+                        min_effect=spec.drift.min_effect)
+
+
+def _finite(prediction: Any, proba: dict[Any, float] | None) -> bool:
+    """False when a prediction (a number) or a class probability is NaN or infinite."""
+    if proba is not None:
+        return math.isfinite(sum(proba.values())) if proba else True
+    if prediction is None or type(prediction) is str:
+        return True
+    return math.isfinite(prediction)

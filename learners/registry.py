@@ -6,7 +6,7 @@
 (('default',), 'Pipeline')
 """
 
-from river import base
+from river import base, metrics
 
 from learners.learner import Learner
 from learners.metric import make_metric
@@ -16,6 +16,14 @@ from schemas.models_file import ModelsConfig
 
 _TASK_TYPES = {"classification": base.Classifier, "regression": base.Regressor,
                "anomaly": base.AnomalyDetector}
+
+
+def _metric_fits(metric: metrics.base.Metric, model: object) -> bool:
+    """River's own check that ``metric`` can score ``model``'s predictions."""
+    try:
+        return bool(metric.works_with(model))
+    except Exception:  # a metric without a usable check is given the benefit of the doubt
+        return True
 
 
 class ModelRegistry:
@@ -31,13 +39,20 @@ class ModelRegistry:
         for name, spec in config.models.items():
             try:
                 model = build_pipeline(spec.pipeline)
-                make_metric(spec.metric)
+                metric = make_metric(spec.metric)
             except ConfigError as exc:
                 raise ConfigError(f"models file: model '{name}': {exc}") from None
+            except Exception as exc:  # whatever building River objects raises: one line
+                raise ConfigError(f"models file: model '{name}': {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                                  ) from None
             if not isinstance(model, _TASK_TYPES[spec.task]):
                 raise ConfigError(f"models file: model '{name}': the pipeline does not end in "
                                   f"a River {_TASK_TYPES[spec.task].__name__}, as task "
                                   f"'{spec.task}' needs")
+            if not _metric_fits(metric, model):
+                raise ConfigError(f"models file: model '{name}': metric '{spec.metric}' does "
+                                  f"not work with a {spec.task} model")
         self.names = tuple(config.models)
 
     def new_learner(self, name: str) -> Learner:

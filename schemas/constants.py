@@ -22,6 +22,16 @@ MAX_KEY_BYTES: Final = 64 * 1024
 #: Dead letters quote at most this much of the key.
 DEADLETTER_KEY_BYTES: Final = 1024
 
+#: Event times: epoch numbers below this are seconds, from it on milliseconds.
+EPOCH_SECONDS_BELOW: Final = 1e11
+#: Event times before 2000-01-01T00:00:00Z or more than a day ahead are refused.
+MIN_TIMESTAMP_MS: Final = 946_684_800_000.0
+MAX_FUTURE_MS: Final = 86_400_000.0
+
+#: Bounds of the models file and of one pipeline's text.
+MAX_MODELS_FILE_CHARS: Final = 1_000_000
+MAX_PIPELINE_CHARS: Final = 10_000
+
 DEFAULT_MODEL: Final = "default"
 DEFAULT_PIPELINE: Final = "preprocessing.StandardScaler() | linear_model.LogisticRegression()"
 
@@ -31,4 +41,4 @@ REDIS_PREFIX: Final = "driftline"
 #: Every ``error.type`` a dead letter can carry.
 DEADLETTER_REASONS: Final = ("tombstone", "too_large", "invalid_encoding", "invalid_json",
                              "invalid_event", "unknown_model", "invalid_label", "model_error",
-                             "internal_error", "undecodable_batch")
+                             "output_too_large", "internal_error", "undecodable_batch")

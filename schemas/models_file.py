@@ -19,10 +19,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.constants import DEFAULT_MODEL, DEFAULT_PIPELINE
+from schemas.constants import (
+    DEFAULT_MODEL,
+    DEFAULT_PIPELINE,
+    MAX_MODELS_FILE_CHARS,
+    MAX_PIPELINE_CHARS,
+)
 from schemas.exceptions import ConfigError
 
 Task = Literal["classification", "regression", "anomaly"]
+LabelType = Literal["bool", "int", "float", "str"]
 _DEFAULT_METRIC: dict[str, str] = {
     "classification": "Accuracy", "regression": "MAE", "anomaly": "ROCAUC"}
 
@@ -34,6 +40,10 @@ class DriftSpec(BaseModel):
 
     delta: float = Field(0.002, gt=0, lt=1)
     on_drift: Literal["none", "reset"] = "none"
+    #: Smallest confirmed rise of the watched signal (an error rate, or the share of
+    #: errors above their running 90th percentile), as Cohen's h between the two
+    #: proportions: 0.2 is a "small" effect (an error rate from 1% to 4%, 10% to 17%).
+    min_effect: float = Field(0.2, ge=0, le=3.2)
 
 
 class ModelSpec(BaseModel):
@@ -42,14 +52,22 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: Task
-    pipeline: str = Field(min_length=1)
+    pipeline: str = Field(min_length=1, max_length=MAX_PIPELINE_CHARS)
     metric: str = ""
     drift: DriftSpec = DriftSpec()
+    #: The type of a classifier's labels; by default fixed by the first label learned.
+    label_type: LabelType | None = None
+    max_label_chars: int = Field(256, ge=1, le=65_536)
+    max_classes: int = Field(1_000, ge=2, le=100_000)
+    scores_top_k: int = Field(100, ge=1, le=100_000)
+    max_features: int = Field(100_000, ge=1, le=10_000_000)
 
     @model_validator(mode="after")
     def _default_metric(self) -> "ModelSpec":
         if not self.metric:
             object.__setattr__(self, "metric", _DEFAULT_METRIC[self.task])
+        if self.label_type is not None and self.task != "classification":
+            raise ValueError(f"label_type is for classifiers; task '{self.task}' fixes it")
         return self
 
 
@@ -69,10 +87,14 @@ class ModelsConfig(BaseModel):
     @classmethod
     def from_toml(cls, text: str) -> "ModelsConfig":
         """Parse a models file; any problem is one line in a :class:`ConfigError`."""
+        if len(text) > MAX_MODELS_FILE_CHARS:
+            raise ConfigError(f"models file has {len(text)} characters; the limit is "
+                              f"{MAX_MODELS_FILE_CHARS}")
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"models file is not valid TOML: {exc}") from None
+        except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"models file is not valid TOML: {first}") from None
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

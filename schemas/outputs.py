@@ -62,8 +62,14 @@ class DeadLetter(_Message):
 
 
 class DriftAlert(_Message):
-    """ADWIN saw a model get worse on one partition."""
+    """ADWIN saw a model get worse on one partition.
 
+    ``mean_before``/``mean_after``: the watched signal before and after the change —
+    the error rate for classifiers; for regressors (``signal = "error"``) and anomaly
+    models (``"score"``) the share of values above their running 90th percentile.
+    """
+
+    alert: Literal["drift"] = "drift"
     model: str
     partition: int
     signal: Literal["error", "score"]
@@ -77,3 +83,17 @@ class DriftAlert(_Message):
     width: int
     at: str
     action: Literal["none", "reset"]
+
+
+class HealthAlert(_Message):
+    """A model's state was found broken (non-finite, or half-updated by a failed learn)
+    and was restored (``action``: ``fresh`` = started afresh) at this event."""
+
+    alert: Literal["model_unhealthy"]
+    model: str
+    partition: int
+    offset: int
+    event_id: str
+    reason: str
+    action: Literal["fresh", "checkpoint"]
+    at: str

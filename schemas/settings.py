@@ -48,6 +48,10 @@ class Settings(BaseSettings):
                           description="Interface the web server binds (0.0.0.0 exposes it).")
     web_token: SecretStr | None = Field(
         None, description="Bearer token that HTTP requests changing state must carry.")
+    output_max_bytes: int = Field(1024 * 1024, gt=0,
+                                  description="Largest prediction published; a larger one "
+                                              "becomes an output_too_large dead letter. Keep "
+                                              "it below the topics' max.message.bytes.")
     deadletter_max_bytes: int = Field(512 * 1024, gt=0,
                                       description="Dead-letter payloads are cut to this prefix.")
     alert_cooldown: int = Field(1_000, ge=0,

@@ -28,10 +28,11 @@ import orjson
 from pydantic import ValidationError
 
 from learners.drift import DriftSignal
+from learners.exceptions import EventRefused, ModelError
 from learners.partition import PartitionLearners
 from learners.registry import ModelRegistry
 from schemas import constants
-from schemas.event import Event
+from schemas.event import Event, plausible_ms
 from schemas.settings import Settings
 from streams.deadletter import dead_letter, deadletter_key
 from streams.records import Output, Record
@@ -47,6 +48,14 @@ def utc_now() -> str:
     True
     """
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _serialise(message: dict[str, Any]) -> bytes | None:
+    """``message`` as JSON (numpy scalars as numbers), or None when it cannot be."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # orjson.JSONEncodeError: an unserialisable value
+        return None
 
 
 class EventProcessor:
@@ -126,30 +135,44 @@ class EventProcessor:
         if part.model_seen(event.model, record.offset):
             return self._skip()
         learner = part.learner(event.model)
-        label = event.label
-        problem = learner.label_problem(label)
-        if problem is not None:
-            return self._dead(record, "invalid_label", f"model '{event.model}' is a {problem}",
-                              [], at, out)
         features = event.features
         if None in features.values():
             features = {k: v for k, v in features.items() if v is not None}
         try:
-            step = learner.step(features, label)
+            step = learner.step(features, event.label)
+        except EventRefused as exc:  # checked before the model was touched
+            return self._dead(record, exc.reason, f"model '{event.model}': {exc}", [], at, out)
+        except ModelError as exc:  # the learner is as it was (or restarted: unhealthy)
+            self._dead(record, "model_error", str(exc), [], at, out)
+            if exc.unhealthy is not None:
+                out.append(self._unhealthy(event, record, exc.unhealthy, at))
+            return None
         except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
-        origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
-        if origin is not None:
-            self.origins_ms.append(origin)
-        counts = self.counts
-        counts["scored", event.model] += 1
-        if step.learned:
-            counts["learned", event.model] += 1
-        out.append(Output(self._predictions, record.key, orjson.dumps({
+        prediction = _serialise({
             "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
             "scores": step.scores, "model_version": step.version, "learned": step.learned,
             "partition": record.partition, "offset": record.offset, "scored_at": at,
-        }, option=orjson.OPT_SERIALIZE_NUMPY)))
+        })
+        learned = " (the model learned the event)" if step.learned else ""
+        if prediction is None:
+            self._dead(record, "model_error", f"the prediction cannot be serialised as JSON"
+                       f"{learned}", [], at, out)
+        elif len(prediction) > self.settings.output_max_bytes:
+            self._dead(record, "output_too_large", f"the prediction is {len(prediction)} "
+                       f"bytes; the limit is {self.settings.output_max_bytes}{learned}",
+                       [], at, out)
+        else:
+            origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
+            if origin is not None and plausible_ms(origin):
+                self.origins_ms.append(origin)
+            self.counts["scored", event.model] += 1
+            out.append(Output(self._predictions, record.key, prediction))
+        counts = self.counts
+        if step.learned:
+            counts["learned", event.model] += 1
+        if step.unhealthy is not None:
+            out.append(self._unhealthy(event, record, step.unhealthy, at))
         signal = step.signal
         if signal is not None:
             counts["drift", event.model, signal.kind] += 1
@@ -165,11 +188,21 @@ class EventProcessor:
                 out.append(self._alert(event, record, learner.task, signal, step.reset, at))
         return None
 
+    def _unhealthy(self, event: Event, record: Record, reason: str, at: str) -> Output:
+        log.error("model unhealthy, started afresh: %s", reason,
+                  extra={"model": event.model, "partition": record.partition,
+                         "offset": record.offset})
+        return Output(self._alerts, event.model.encode(), orjson.dumps({
+            "alert": "model_unhealthy", "model": event.model, "partition": record.partition,
+            "offset": record.offset, "event_id": event.event_id, "reason": reason[:500],
+            "action": "fresh", "at": at,
+        }))
+
     def _alert(self, event: Event, record: Record, task: str, signal: DriftSignal,
                reset: bool, at: str) -> Output:
         spec = self.registry.config.models[event.model]
         return Output(self._alerts, event.model.encode(), orjson.dumps({
-            "model": event.model, "partition": record.partition,
+            "alert": "drift", "model": event.model, "partition": record.partition,
             "signal": "score" if task == "anomaly" else "error", "detector": "ADWIN",
             "delta": spec.drift.delta, "offset": record.offset, "event_id": event.event_id,
             "n_seen": signal.n_seen, "mean_before": signal.mean_before,

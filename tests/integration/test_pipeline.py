@@ -167,7 +167,7 @@ def test_adwin_alerts_once_after_drift_and_reset_recovers_faster(
     for alert in alerts:
         index = int(alert.event_id.split("-")[1])
         delays[alert.model] = index - 10_000
-        assert 0 <= index - 10_000 <= 500
+        assert 0 <= index - 10_000 <= 1_000  # ADWIN's detection + 400 to confirm
         assert alert.mean_after > alert.mean_before
         assert alert.signal == "error" and alert.detector == "ADWIN" and alert.delta == 0.002
         assert alert.action == alert.model

@@ -45,3 +45,47 @@ def test_extra_fields_are_ignored_and_limits_inclusive():
 def test_timestamp_as_epoch_ms_or_rfc3339():
     assert parse(timestamp=1_700_000_000_123).timestamp_ms == 1_700_000_000_123.0
     assert parse(timestamp="2026-01-01T01:00:00+01:00").timestamp_ms == 1_767_225_600_000.0
+
+
+@pytest.mark.parametrize("field", ["features", "label", "timestamp"])
+def test_an_integer_beyond_float64_is_refused_wherever_it_is(field):
+    huge = b"9" * 400
+    body = {"features": b'{"x": ' + huge + b"}", "label": huge, "timestamp": huge}[field]
+    raw = b'{"event_id": "e", "model": "m", "features": {"x": 1}, "' + field.encode() + \
+        b'": ' + body + b"}"
+    with pytest.raises(ValidationError, match="400 digits is beyond float64"):
+        Event.model_validate_json(raw)
+
+
+def test_the_largest_finite_integers_pass():
+    big = int(1.7976931348623157e308)
+    raw = (f'{{"event_id": "e", "model": "m", "features": {{"x": {big}}}, "label": -{big}}}')
+    event = Event.model_validate_json(raw)
+    assert event.label == -big and event.features["x"] == big
+
+
+@pytest.mark.parametrize(("raw", "ms"), [
+    (1_767_225_600, 1_767_225_600_000.0),          # int seconds
+    (1_767_225_600.0, 1_767_225_600_000.0),        # float seconds
+    (1_767_225_600.25, 1_767_225_600_250.0),
+    (1_767_225_600_000, 1_767_225_600_000.0),      # int ms
+    (1_767_225_600_000.0, 1_767_225_600_000.0),    # float ms
+    ("2026-01-01T00:00:00Z", 1_767_225_600_000.0),
+])
+def test_epoch_numbers_are_seconds_below_1e11_else_milliseconds(raw, ms):
+    assert parse(timestamp=raw).timestamp_ms == ms
+
+
+@pytest.mark.parametrize("raw", [0, 42, 946_684_799, 946_684_799_999, "1999-12-31T23:59:59Z",
+                                 -1_767_225_600, 4_102_444_800, 4_102_444_800_000,
+                                 "2100-01-01T00:00:00Z", 1e300, 2 ** 62])
+def test_implausible_timestamps_are_refused(raw):
+    with pytest.raises(ValidationError, match="timestamp"):
+        parse(timestamp=raw)
+
+
+def test_a_timestamp_a_little_ahead_of_the_clock_passes():
+    import time
+
+    ahead = time.time() + 3600
+    assert parse(timestamp=ahead).timestamp_ms == pytest.approx(ahead * 1000.0)
