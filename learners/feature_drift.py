@@ -8,10 +8,11 @@ checkpointed with the learner):
   KSWIN and Page-Hinkley by ``bench/drift_detection.py`` (docs/benchmarks.md):
   ~0.3 µs per value and no false alarm in 50,000 stationary values, where KSWIN
   costs ~280 µs and raises dozens.
-- :class:`CategoryWatch` — a categorical value's frequencies: a reference
-  window of ``window`` values against the next tumbling window, compared with
-  a chi-square test of homogeneity; below ``alpha`` it is a change, and the
-  new window becomes the reference. Counting is one dict increment per value.
+- :class:`CategoryWatch` — a categorical value's frequencies: each tumbling
+  window of ``window`` values against the one before, compared with a
+  chi-square test of homogeneity; below ``alpha`` it is a change. Comparing
+  neighbours (not a fixed first reference) keeps a model that is still
+  learning from looking like drift. Counting is one dict increment per value.
 - :class:`FeatureWatch` — per model: one watcher per feature (at most
   ``max_features``, the first seen) and one for the predictions, with the
   alert cooldown of the error watcher (a change is reported once).
@@ -50,7 +51,7 @@ class WatchSignal:
     ``mean_before``/``mean_after``: the numeric window's mean before and after the
     detection, or for a categorical value the frequency of the category that moved
     most; ``before``/``after`` summarise the two sides (``{"mean": ...}`` or the
-    category frequencies).
+    category frequencies); ``level`` is ADWIN's delta or the chi-square test's alpha.
     """
 
     signal: Literal["feature", "prediction"]
@@ -60,6 +61,7 @@ class WatchSignal:
     mean_before: float
     mean_after: float
     width: int
+    level: float
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
 
@@ -97,7 +99,7 @@ class NumericWatch:
 
 
 class CategoryWatch:
-    """Frequencies of a categorical value: reference window vs the next, chi-square.
+    """Frequencies of a categorical value: each window vs the one before, chi-square.
 
     >>> w = CategoryWatch(window=500, alpha=1e-4)
     >>> values = ["a", "b"] * 1000 + ["a", "c", "c", "c"] * 500
@@ -124,7 +126,7 @@ class CategoryWatch:
     def update(self, value: Any) -> tuple[int, dict[str, float], dict[str, float]] | None:
         """Count ``value``; when a window closes and differs from the reference, return
         (n_seen, frequencies before, frequencies after)."""
-        key = str(value)
+        key = ("true" if value else "false") if isinstance(value, bool) else str(value)
         current = self.current
         if key not in current and len(current) >= MAX_CATEGORIES:
             key = OTHER
@@ -138,9 +140,9 @@ class CategoryWatch:
         if reference is None:
             self.reference = current
             return None
-        if not _differ(reference, current, self.alpha):
-            return None  # no change: keep the older reference
         self.reference = current
+        if not _differ(reference, current, self.alpha):
+            return None
         return self.n_seen, _frequencies(reference), _frequencies(current)
 
 
@@ -227,11 +229,11 @@ class FeatureWatch:
         if isinstance(watcher, NumericWatch):
             _, before, after = hit
             found.append(WatchSignal(signal, name, "ADWIN", n_seen, before, after,
-                                     watcher.width, {"mean": before}, {"mean": after}))
+                                     watcher.width, self.delta, {"mean": before}, {"mean": after}))
             return
         _, freq_before, freq_after = hit
         moved = max(freq_before.keys() | freq_after.keys(),
                     key=lambda k: abs(freq_after.get(k, 0.0) - freq_before.get(k, 0.0)))
         found.append(WatchSignal(signal, name, "chi2", n_seen, freq_before.get(moved, 0.0),
-                                 freq_after.get(moved, 0.0), watcher.width,
+                                 freq_after.get(moved, 0.0), watcher.width, self.alpha,
                                  freq_before, freq_after))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from learners.drift import DriftSignal, DriftWatcher
+from learners.feature_drift import FeatureWatch, WatchSignal
 from learners.metric import make_metric
 from learners.pipeline_text import build_pipeline
 from schemas.models_file import ModelSpec
@@ -49,6 +50,16 @@ class Step:
     learned: bool
     signal: DriftSignal | None
     reset: bool
+    #: Label-free alerts (feature / prediction distribution), see ``Learner.inputs``.
+    watched: list[WatchSignal] | tuple[()] = ()
+
+
+def input_watch(spec: ModelSpec, cooldown: int) -> FeatureWatch | None:
+    """The label-free watcher ``spec.drift`` asks for, or None (the default)."""
+    d = spec.drift
+    if not (d.features or d.prediction):
+        return None
+    return FeatureWatch(d.features, d.prediction, d.max_features, cooldown, delta=d.delta)
 
 
 class Learner:
@@ -74,13 +85,14 @@ class Learner:
         self.n_scored = 0
         self.n_resets = 0
         self.last_alert: dict[str, Any] | None = None
+        self.inputs = input_watch(spec, cooldown)
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
         self._binary = spec.task == "classification" and not getattr(
             final_step(model), "_multiclass", True)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
-        self.__dict__.update({"last_alert": None, **state})
+        self.__dict__.update({"last_alert": None, "inputs": None, **state})
         if "_binary" not in state:
             self._binary = self.task == "classification" and not getattr(
                 final_step(self.model), "_multiclass", True)
@@ -127,13 +139,14 @@ class Learner:
             prediction = self.model.score_one(x)
             proba, scores = None, None
         self.n_scored += 1
+        watched = self.inputs.update(x, prediction) if self.inputs is not None else ()
         if self.task == "anomaly":
             self.model.learn_one(x)
             if y is not None:
                 self.metric.update(y, prediction)
-            return self._watch(prediction, prediction, version, scores)
+            return self._watch(prediction, prediction, version, scores, watched)
         if y is None:
-            return Step(prediction, scores, version, False, None, False)
+            return Step(prediction, scores, version, False, None, False, watched)
         self.model.learn_one(x, y)
         if self.task == "classification":
             self.metric.update(y, proba if self._proba_metric else prediction)
@@ -141,17 +154,18 @@ class Learner:
         else:
             self.metric.update(y, prediction)
             loss = abs(y - prediction)
-        return self._watch(prediction, loss, version, scores)
+        return self._watch(prediction, loss, version, scores, watched)
 
     def _watch(self, prediction: Any, value: float, version: int,
-               scores: dict[str, float] | None) -> Step:
+               scores: dict[str, float] | None,
+               watched: list[WatchSignal] | tuple[()] = ()) -> Step:
         self.n_learned += 1
         signal = self.watcher.update(value)
         reset = (signal is not None and signal.kind == "worse"
                  and self.spec.drift.on_drift == "reset")
         if reset:
             self.reset()
-        return Step(prediction, scores, version, True, signal, reset)
+        return Step(prediction, scores, version, True, signal, reset, watched)
 
     def adopt(self, spec: ModelSpec, cooldown: int) -> bool:
         """Take the models file's current settings for this (restored) learner.
@@ -166,6 +180,12 @@ class Learner:
             self.metric = make_metric(spec.metric)
             self._proba_metric = not getattr(self.metric, "requires_labels", True)
         self.watcher.retune(spec.drift.delta, cooldown)
+        new, old = spec.drift, self.spec.drift
+        if self.inputs is None or (new.features, new.prediction, new.max_features) != (
+                old.features, old.prediction, old.max_features):
+            self.inputs = input_watch(spec, cooldown)
+        else:
+            self.inputs.cooldown = cooldown
         self.spec = spec
         return True
 

@@ -34,6 +34,15 @@ class DriftSpec(BaseModel):
 
     delta: float = Field(0.002, gt=0, lt=1)
     on_drift: Literal["none", "reset"] = "none"
+    #: Watch the input features' distributions (no labels needed).
+    features: bool = False
+    #: Watch the distribution of the model's own predictions.
+    prediction: bool = False
+    #: Features watched at most per model (the first seen): the issue's ``drift_max_features``.
+    max_features: int = Field(50, gt=0, le=10_000)
+    #: Alerts of this model whose event times lie within this many seconds of an
+    #: incident's first alert are that incident.
+    incident_window: float = Field(600.0, gt=0)
 
 
 class ModelSpec(BaseModel):
