@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
     checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
     checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")
+    incidents: bool = Field(True, description="Roll alerts into incidents on "
+                                              "<prefix>incidents (a Faust agent and table).")
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("info", description="Log level of the worker.")
 

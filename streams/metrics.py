@@ -76,6 +76,19 @@ class Metrics:
                                     "Scored events awaiting a label (labels arrive with events "
                                     "today, so this is 0 unless delayed labels are in use).",
                                     registry=r)
+        self.incidents = Counter("driftline_incidents_total",
+                                 "Drift incidents opened (one per model per change, whatever "
+                                 "the number of partitions).", ["model"], registry=r)
+        self.incident_updates = Counter("driftline_incident_updates_total",
+                                        "Incident messages published (first and each "
+                                        "partition or signal that joined).", ["model"],
+                                        registry=r)
+        self.incident_partitions = Gauge("driftline_incident_partitions",
+                                         "Partitions in the model's latest incident.",
+                                         ["model"], registry=r)
+        self.promotions = Counter("driftline_promotions_total",
+                                  "Challengers promoted to champion (placeholder: stays 0 "
+                                  "until champion/challenger ships).", ["model"], registry=r)
         self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
                               registry=r)
 
@@ -89,6 +102,22 @@ class Metrics:
             self.alerts.labels(model=model, signal="score" if task == "anomaly" else "error")
         for reason in reasons:
             self.deadletters.labels(reason=reason)
+
+    def declare_drift(self, watched: dict[str, tuple[str, ...]]) -> None:
+        """Create the incident and promotion counters of every model at 0, and its
+        label-free alert counters (model -> watched signals, e.g. ``("feature",)``).
+
+        >>> m = Metrics()
+        >>> m.declare_drift({"fraud": ("feature", "prediction")})
+        >>> b'driftline_incidents_total{model="fraud"} 0.0' in m.render()
+        True
+        """
+        for model, signals in watched.items():
+            self.incidents.labels(model=model)
+            self.incident_updates.labels(model=model)
+            self.promotions.labels(model=model)
+            for signal in signals:
+                self.alerts.labels(model=model, signal=signal)
 
     def render(self) -> bytes:
         """The text exposition format of all metrics."""

@@ -179,7 +179,8 @@ class EventProcessor:
     def _watched(self, event: Event, record: Record, signals: list[WatchSignal], at: str,
                  origin: float | None) -> list[Output]:
         """Label-free alerts (a feature's or the predictions' distribution moved)."""
-        self.counts["watched", event.model] += len(signals)
+        for s in signals:
+            self.counts["watched", event.model, s.signal] += 1
         return [Output(self._alerts, event.model.encode(), orjson.dumps({
             "model": event.model, "partition": record.partition, "signal": s.signal,
             "detector": s.detector, "delta": s.level, "offset": record.offset,
