@@ -94,6 +94,8 @@ def test_one_drift_on_six_partitions_over_two_workers_is_one_incident(
         assert a.offset >= 3000
     assert first.event_time is not None and incident.last_event_time >= first.event_time
     assert all(d.mean_after > d.mean_before for d in incident.detections)
+    print(f"\none incident {incident.incident_id}: {len(alerts)} alerts, partitions "
+          f"{incident.partitions}, version {incident.version}")
 
 
 def test_two_drifts_far_apart_in_event_time_are_two_incidents(
@@ -118,6 +120,7 @@ def test_two_drifts_far_apart_in_event_time_are_two_incidents(
     assert all(3000 <= d.offset < 4500 for d in early.detections)
     assert all(d.offset >= 6000 for d in late.detections)
     assert sum(len(i.detections) for i in found.values()) == len(alerts)
+    print(f"\ntwo incidents: {[(i.incident_id[:8], i.partitions) for i in (early, late)]}")
 
 
 def test_a_feature_shift_without_labels_is_a_published_feature_alert(
