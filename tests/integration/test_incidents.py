@@ -4,6 +4,7 @@ shift without labels is a published ``feature`` alert."""
 
 import itertools
 import random
+import signal
 
 import orjson
 from river.datasets import synth
@@ -158,3 +159,54 @@ def test_a_feature_shift_without_labels_is_a_published_feature_alert(
         raise AssertionError(worker.log()[-6000:]) from None
     (incident,) = incidents.values()
     assert incident.signals == ["feature"] and incident.detections[0].feature == "x4"
+
+
+def test_an_incident_survives_kill_9_and_later_partitions_join_it(
+        kafka, topic_prefix, start_worker, tmp_path):
+    """The table is restored from its changelog: alerts after a kill -9 join the incident
+    opened before it (same id), and replayed alerts add nothing."""
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=PARTITIONS)
+    models = tmp_path / "models.toml"
+    models.write_text(MODELS_TOML)
+    rows = {p: [(x, y, START_MS + i * STEP_MS)
+                for i, (x, y) in enumerate(sea_segments(300 + p, [3000, 3000]))]
+            for p in range(PARTITIONS)}
+    first = start_worker(DRIFTLINE_MODELS=str(models))
+    send(kafka, f"{topic_prefix}events", {p: rows[p] for p in range(3)})
+
+    def opened(records) -> bool:
+        return any(len(i.partitions) >= 2 for i in latest(records).values())
+    before = latest(consume_until(kafka.bootstrap, f"{topic_prefix}incidents", opened,
+                                  timeout=120))
+    assert len(before) == 1
+    first.stop(signal.SIGKILL)
+    send(kafka, f"{topic_prefix}events", {p: rows[p] for p in range(3, PARTITIONS)})
+    second = start_worker(DRIFTLINE_MODELS=str(models))
+    every = {(p, o) for p in range(PARTITIONS) for o in range(len(rows[p]))}
+
+    def positions(records) -> set[tuple[int, int]]:
+        values = (orjson.loads(r.value) for r in records)
+        return {(v["partition"], v["offset"]) for v in values}
+    consume_until(kafka.bootstrap, f"{topic_prefix}predictions",
+                  lambda rs: positions(rs) >= every, timeout=240)
+    # Alerts go out with their batch's predictions: all of them are in by now.
+    alerts = [DriftAlert.model_validate_json(r.value)
+              for r in consume(kafka.bootstrap, f"{topic_prefix}alerts", 1, timeout=10)]
+    alerted = {a.partition for a in alerts}
+    assert alerted & {3, 4, 5}, alerts
+
+    def joined(records) -> bool:
+        return any(set(i.partitions) >= alerted for i in latest(records).values())
+    after = latest(consume_until(kafka.bootstrap, f"{topic_prefix}incidents", joined,
+                                 timeout=60))
+    assert second.alive(), second.log()[-3000:]
+    assert after.keys() == before.keys(), (before, after)
+    (incident,) = after.values()
+    assert set(incident.partitions) == {a.partition for a in alerts}
+    # Replayed alerts (the scoring worker re-scores events after its last checkpoint)
+    # were recognised: each (partition, offset) is listed once.
+    listed = [(d.partition, d.offset) for d in incident.detections]
+    assert len(listed) == len(set(listed)) == len({(a.partition, a.offset) for a in alerts})
+    print(f"\nafter kill -9: incident {incident.incident_id[:8]} partitions "
+          f"{incident.partitions}, {len(alerts)} alerts (with replays), version "
+          f"{incident.version}")
