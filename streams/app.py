@@ -71,10 +71,7 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     metrics = Metrics()
     metrics.declare({name: spec.task for name, spec in registry.config.models.items()},
                     constants.DEADLETTER_REASONS)
-    metrics.declare_drift({name: tuple(s for s, on in (("feature", spec.drift.features),
-                                                      ("prediction", spec.drift.prediction))
-                                       if on)
-                           for name, spec in registry.config.models.items()})
+    metrics.declare_drift(list(registry.config.models))
     if settings.incidents:
         incidents.install(app, settings, registry, metrics)
     processor = EventProcessor(settings, registry)

@@ -103,20 +103,24 @@ class Metrics:
         for reason in reasons:
             self.deadletters.labels(reason=reason)
 
-    def declare_drift(self, watched: dict[str, tuple[str, ...]]) -> None:
-        """Create the incident and promotion counters of every model at 0, and its
-        label-free alert counters (model -> watched signals, e.g. ``("feature",)``).
+    def declare_drift(self, models: list[str]) -> None:
+        """Create every model's incident, promotion and label-free alert series at 0
+        (feature and prediction alerts whether or not the model watches them, so that
+        rules and dashboards have a series to read).
 
         >>> m = Metrics()
-        >>> m.declare_drift({"fraud": ("feature", "prediction")})
+        >>> m.declare_drift(["fraud"])
         >>> b'driftline_incidents_total{model="fraud"} 0.0' in m.render()
         True
+        >>> b'driftline_drift_alerts_total{model="fraud",signal="feature"} 0.0' in m.render()
+        True
         """
-        for model, signals in watched.items():
+        for model in models:
             self.incidents.labels(model=model)
             self.incident_updates.labels(model=model)
+            self.incident_partitions.labels(model=model).set(0)
             self.promotions.labels(model=model)
-            for signal in signals:
+            for signal in ("feature", "prediction"):
                 self.alerts.labels(model=model, signal=signal)
 
     def render(self) -> bytes:
