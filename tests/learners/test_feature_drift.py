@@ -142,3 +142,29 @@ def test_a_string_where_numbers_were_seen_is_ignored(n):
     for i in range(n):
         watch.update({"a": float(i % 3)}, None)
     assert watch.update({"a": "text"}, None) == []
+
+
+def test_the_models_file_configures_label_free_drift_and_incidents():
+    import pytest
+
+    from schemas.exceptions import ConfigError
+    from schemas.models_file import ModelsConfig
+
+    cfg = ModelsConfig.from_toml(f'''
+[models.fraud]
+task = "classification"
+pipeline = "{PIPELINE}"
+[models.fraud.drift]
+features = true
+prediction = true
+max_features = 3
+incident_window = 60
+''')
+    drift = cfg.models["fraud"].drift
+    assert (drift.features, drift.prediction, drift.max_features, drift.incident_window) == (
+        True, True, 3, 60.0)
+    assert DriftSpec().features is False and DriftSpec().prediction is False
+    assert (DriftSpec().max_features, DriftSpec().incident_window) == (50, 600.0)
+    with pytest.raises(ConfigError, match=r"^models file: models.fraud.drift.max_features: "):
+        ModelsConfig.from_toml(f'[models.fraud]\ntask = "classification"\npipeline = '
+                               f'"{PIPELINE}"\n[models.fraud.drift]\nmax_features = 0\n')
