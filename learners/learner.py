@@ -42,6 +42,7 @@ from typing import Any
 
 from learners.drift import DriftSignal, DriftWatcher
 from learners.exceptions import EventRefused, ModelError
+from learners.feature_drift import FeatureWatch, WatchSignal
 from learners.health import non_finite
 from learners.metric import make_metric
 from learners.pipeline_text import build_pipeline, pipeline_meaning
@@ -89,6 +90,16 @@ class Step:
     signal: DriftSignal | None
     reset: bool
     unhealthy: str | None = None
+    #: Label-free alerts (feature / prediction distribution), see ``Learner.inputs``.
+    watched: list[WatchSignal] | tuple[()] = ()
+
+
+def input_watch(spec: ModelSpec, cooldown: int) -> FeatureWatch | None:
+    """The label-free watcher ``spec.drift`` asks for, or None (the default)."""
+    d = spec.drift
+    if not (d.features or d.prediction):
+        return None
+    return FeatureWatch(d.features, d.prediction, d.max_features, cooldown, delta=d.delta)
 
 
 class Learner:
@@ -116,6 +127,7 @@ class Learner:
         self.n_resets = 0
         self.n_unhealthy = 0
         self.last_alert: dict[str, Any] | None = None
+        self.inputs = input_watch(spec, cooldown)
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
         self._binary = spec.task == "classification" and not getattr(
             final_step(model), "_multiclass", True)
@@ -135,7 +147,7 @@ class Learner:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
-        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, **state})
+        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, "inputs": None, **state})
         if "_binary" not in state:
             self._binary = self.task == "classification" and not getattr(
                 final_step(self.model), "_multiclass", True)
@@ -180,16 +192,18 @@ class Learner:
                                  unhealthy)
         if not learns:
             self.n_scored += 1
-            return Step(prediction, scores, version, False, None, False, unhealthy)
+            return Step(prediction, scores, version, False, None, False, unhealthy,
+                        self._watch_inputs(x, prediction))
         if news is None and self.n_learned:  # nothing new: learned as before
             self._learn_plain(x, y)
         else:
             self._learn(x, y, news)
         self.n_scored += 1
         self._probe = x
+        watched = self._watch_inputs(x, prediction)
         if prediction is None:
             self.n_learned += 1
-            return Step(prediction, scores, version, True, None, False, unhealthy)
+            return Step(prediction, scores, version, True, None, False, unhealthy, watched)
         if self.task == "anomaly":
             if y is not None:
                 self.metric.update(y, prediction)
@@ -201,9 +215,10 @@ class Learner:
             value = abs(y - prediction)
             if value == math.inf:  # finite numbers whose difference overflows: no error
                 self.n_learned += 1
-                return Step(prediction, scores, version, True, None, False, unhealthy)
+                return Step(prediction, scores, version, True, None, False, unhealthy,
+                            watched)
             self.metric.update(y, prediction)
-        return self._watch(prediction, value, version, scores, unhealthy)
+        return self._watch(prediction, value, version, scores, unhealthy, watched)
 
     def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None,
                                                    dict[str, float] | None]:
@@ -399,15 +414,20 @@ class Learner:
         self.n_unhealthy += 1
         self._inputs_init()
 
+    def _watch_inputs(self, x: dict[str, Any], prediction: Any) -> "list[WatchSignal] | tuple[()]":
+        """Feed the label-free watchers (if configured) with an event that was taken."""
+        return self.inputs.update(x, prediction) if self.inputs is not None else ()
+
     def _watch(self, prediction: Any, value: float, version: int,
-               scores: dict[str, float] | None, unhealthy: str | None) -> Step:
+               scores: dict[str, float] | None, unhealthy: str | None,
+               watched: "list[WatchSignal] | tuple[()]" = ()) -> Step:
         self.n_learned += 1
         signal = self.watcher.update(value)
         reset = (signal is not None and signal.kind == "worse"
                  and self.spec.drift.on_drift == "reset")
         if reset:
             self.reset()
-        return Step(prediction, scores, version, True, signal, reset, unhealthy)
+        return Step(prediction, scores, version, True, signal, reset, unhealthy, watched)
 
     def adopt(self, spec: ModelSpec, cooldown: int) -> bool:
         """Take the models file's current settings for this (restored) learner.
@@ -430,6 +450,12 @@ class Learner:
             self.metric = make_metric(spec.metric)
             self._proba_metric = not getattr(self.metric, "requires_labels", True)
         self.watcher.retune(spec.drift.delta, cooldown, spec.drift.min_effect)
+        new, old = spec.drift, self.spec.drift
+        if self.inputs is None or (new.features, new.prediction, new.max_features) != (
+                old.features, old.prediction, old.max_features):
+            self.inputs = input_watch(spec, cooldown)
+        else:
+            self.inputs.cooldown = cooldown
         self.spec = spec
         if declared is not None:
             self.label_type = declared

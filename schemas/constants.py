@@ -13,6 +13,8 @@ PREDICTIONS: Final = "predictions"
 ALERTS: Final = "alerts"
 DEADLETTER: Final = "deadletter"
 TOPIC_SUFFIXES: Final = (EVENTS, PREDICTIONS, ALERTS, DEADLETTER)
+#: Drift incidents (alerts of one change across partitions), keyed by model.
+INCIDENTS: Final = "incidents"
 
 MAX_EVENT_BYTES: Final = 1024 * 1024
 MAX_FEATURES: Final = 10_000

@@ -44,6 +44,15 @@ class DriftSpec(BaseModel):
     #: errors above their running 90th percentile), as Cohen's h between the two
     #: proportions: 0.2 is a "small" effect (an error rate from 1% to 4%, 10% to 17%).
     min_effect: float = Field(0.2, ge=0, le=3.2)
+    #: Watch the input features' distributions (no labels needed).
+    features: bool = False
+    #: Watch the distribution of the model's own predictions.
+    prediction: bool = False
+    #: Features watched at most per model (the first seen): the issue's ``drift_max_features``.
+    max_features: int = Field(50, gt=0, le=10_000)
+    #: Alerts of this model whose event times lie within this many seconds of an
+    #: incident's first alert are that incident.
+    incident_window: float = Field(600.0, gt=0)
 
 
 class ModelSpec(BaseModel):

@@ -62,7 +62,13 @@ class DeadLetter(_Message):
 
 
 class DriftAlert(_Message):
-    """ADWIN saw a model get worse on one partition.
+    """A change seen on one partition: the model got worse (``error``/``score``, ADWIN),
+    or, without labels, a feature's or the predictions' distribution moved.
+
+    ``event_time``: the event's own ``timestamp`` (else its Kafka record's), epoch ms.
+    For ``feature``/``prediction`` alerts ``feature`` names the feature (None for
+    predictions) and ``before``/``after`` summarise both sides (``{"mean": ...}`` or
+    category frequencies); ``delta`` is ADWIN's, or the chi-square test's level.
 
     ``mean_before``/``mean_after``: the watched signal before and after the change —
     the error rate for classifiers; for regressors (``signal = "error"``) and anomaly
@@ -72,8 +78,8 @@ class DriftAlert(_Message):
     alert: Literal["drift"] = "drift"
     model: str
     partition: int
-    signal: Literal["error", "score"]
-    detector: Literal["ADWIN"]
+    signal: Literal["error", "score", "feature", "prediction"]
+    detector: Literal["ADWIN", "chi2"]
     delta: float
     offset: int
     event_id: str
@@ -83,6 +89,10 @@ class DriftAlert(_Message):
     width: int
     at: str
     action: Literal["none", "reset"]
+    event_time: int | None = None
+    feature: str | None = None
+    before: dict[str, float] | None = None
+    after: dict[str, float] | None = None
 
 
 class HealthAlert(_Message):
@@ -97,3 +107,35 @@ class HealthAlert(_Message):
     reason: str
     action: Literal["fresh", "checkpoint"]
     at: str
+
+
+class Detection(_Message):
+    """One partition's alert inside an incident."""
+
+    partition: int
+    offset: int
+    signal: str
+    feature: str | None
+    detector: str | None
+    event_id: str | None
+    event_time: int
+    mean_before: float | None
+    mean_after: float | None
+
+
+class Incident(_Message):
+    """One drift incident of a model: its alerts from every partition within
+    ``window_ms`` of event time of the first. Re-published with the same
+    ``incident_id`` and a higher ``version`` as partitions join; keep the latest."""
+
+    incident_id: str
+    model: str
+    first_event_time: int
+    last_event_time: int
+    window_ms: float
+    partitions: list[int]
+    signals: list[str]
+    detections: list[Detection]
+    n_alerts: int
+    version: int
+    published_at: str

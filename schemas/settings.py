@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(REDIS_PREFIX, min_length=1,
                               description="First part of every Redis key, so several "
                                           "deployments can share one Redis.")
+
+    incidents: bool = Field(True, description="Roll alerts into incidents on "
+                                              "<prefix>incidents (a Faust agent and table).")
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("info", description="Log level of the worker.")
 

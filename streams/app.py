@@ -1,7 +1,9 @@
 """The Faust app that hosts Driftline: lifecycle, signals, producer and web server.
 
-Faust's own consumer and producer are switched off (documented
-:class:`BootStrategy` options); events are consumed and outputs produced by
+Faust's own consumer and producer only serve the incidents agent and table
+(:mod:`streams.incidents`, low volume: the alerts topic); with
+``DRIFTLINE_INCIDENTS=false`` they are switched off (documented
+:class:`BootStrategy` options). Events are consumed and outputs produced by
 :class:`streams.scoring.ScoringService`, which the app starts after its web server
 and stops first.
 """
@@ -14,9 +16,10 @@ from learners import checkpoint
 from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.settings import Settings
-from streams import web
+from streams import incidents, web
 from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
+from streams.kafka_clients import ensure_topics
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.redis_client import make_redis
@@ -33,6 +36,14 @@ class DriftlineApp(faust.App):
 
     BootStrategy = _Boot
     scoring: ServiceT | None = None
+    settings: Settings | None = None
+
+    async def on_start(self) -> None:
+        """Create the topics before Faust's consumer subscribes to the alerts topic (a
+        topic missing at its first assignment is ignored until the next metadata refresh)."""
+        await super().on_start()
+        if self.settings is not None and self.settings.incidents:
+            await ensure_topics(self.settings)
 
     async def on_started_init_extra_services(self) -> None:
         """Start the scoring service once the producer and web server run."""
@@ -63,10 +74,17 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
         web_metrics_enabled=False,
         datadir=str(settings.data_dir),
         topic_disable_leader=True,
+        topic_partitions=settings.topic_partitions,
     )
+    app.settings = settings
+    app.boot_strategy.enable_kafka_consumer = settings.incidents
+    app.boot_strategy.enable_kafka_producer = settings.incidents
     metrics = Metrics()
     metrics.declare({name: spec.task for name, spec in registry.config.models.items()},
                     constants.DEADLETTER_REASONS)
+    metrics.declare_drift(list(registry.config.models))
+    if settings.incidents:
+        incidents.install(app, settings, registry, metrics)
     processor = EventProcessor(settings, registry)
     checkpointer = make_checkpointer(settings, metrics) if settings.checkpoints else None
     app.scoring = scoring = ScoringService(app, settings, processor, metrics, checkpointer)

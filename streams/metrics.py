@@ -76,6 +76,19 @@ class Metrics:
                                     "Scored events awaiting a label (labels arrive with events "
                                     "today, so this is 0 unless delayed labels are in use).",
                                     registry=r)
+        self.incidents = Counter("driftline_incidents_total",
+                                 "Drift incidents opened (one per model per change, whatever "
+                                 "the number of partitions).", ["model"], registry=r)
+        self.incident_updates = Counter("driftline_incident_updates_total",
+                                        "Incident messages published (first and each "
+                                        "partition or signal that joined).", ["model"],
+                                        registry=r)
+        self.incident_partitions = Gauge("driftline_incident_partitions",
+                                         "Partitions in the model's latest incident.",
+                                         ["model"], registry=r)
+        self.promotions = Counter("driftline_promotions_total",
+                                  "Challengers promoted to champion (placeholder: stays 0 "
+                                  "until champion/challenger ships).", ["model"], registry=r)
         self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
                               registry=r)
 
@@ -89,6 +102,26 @@ class Metrics:
             self.alerts.labels(model=model, signal="score" if task == "anomaly" else "error")
         for reason in reasons:
             self.deadletters.labels(reason=reason)
+
+    def declare_drift(self, models: list[str]) -> None:
+        """Create every model's incident, promotion and label-free alert series at 0
+        (feature and prediction alerts whether or not the model watches them, so that
+        rules and dashboards have a series to read).
+
+        >>> m = Metrics()
+        >>> m.declare_drift(["fraud"])
+        >>> b'driftline_incidents_total{model="fraud"} 0.0' in m.render()
+        True
+        >>> b'driftline_drift_alerts_total{model="fraud",signal="feature"} 0.0' in m.render()
+        True
+        """
+        for model in models:
+            self.incidents.labels(model=model)
+            self.incident_updates.labels(model=model)
+            self.incident_partitions.labels(model=model).set(0)
+            self.promotions.labels(model=model)
+            for signal in ("feature", "prediction"):
+                self.alerts.labels(model=model, signal=signal)
 
     def render(self) -> bytes:
         """The text exposition format of all metrics."""

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from learners.drift import DriftSignal
 from learners.exceptions import EventRefused, ModelError
+from learners.feature_drift import WatchSignal
 from learners.partition import PartitionLearners
 from learners.registry import ModelRegistry
 from schemas import constants
@@ -39,6 +40,13 @@ from streams.records import Output, Record
 
 _MAX_DETAILS = 20
 log = logging.getLogger(__name__)
+
+
+def _ms(origin: float | None, at: str) -> int:
+    """An alert's event time, epoch ms: the event's (else its record's), else ``at``."""
+    if origin is None:
+        return int(datetime.fromisoformat(at).timestamp() * 1000)
+    return int(origin)
 
 
 def utc_now() -> str:
@@ -185,7 +193,10 @@ class EventProcessor:
                             signal.mean_after, "reset" if step.reset else "none",
                             extra={"model": event.model, "partition": record.partition,
                                    "offset": record.offset})
-                out.append(self._alert(event, record, learner.task, signal, step.reset, at))
+                out.append(self._alert(event, record, learner.task, signal, step.reset, at,
+                                       origin))
+        if step.watched:
+            out.extend(self._watched(event, record, step.watched, at, origin))
         return None
 
     def _unhealthy(self, event: Event, record: Record, reason: str, at: str) -> Output:
@@ -198,8 +209,23 @@ class EventProcessor:
             "action": "fresh", "at": at,
         }))
 
+    def _watched(self, event: Event, record: Record, signals: list[WatchSignal], at: str,
+                 origin: float | None) -> list[Output]:
+        """Label-free alerts (a feature's or the predictions' distribution moved)."""
+        for s in signals:
+            self.counts["watched", event.model, s.signal] += 1
+        return [Output(self._alerts, event.model.encode(), orjson.dumps({
+            "alert": "drift", "model": event.model, "partition": record.partition,
+            "signal": s.signal,
+            "detector": s.detector, "delta": s.level, "offset": record.offset,
+            "event_id": event.event_id,
+            "n_seen": s.n_seen, "mean_before": s.mean_before, "mean_after": s.mean_after,
+            "width": s.width, "at": at, "action": "none", "event_time": _ms(origin, at),
+            "feature": s.feature, "before": s.before, "after": s.after,
+        })) for s in signals]
+
     def _alert(self, event: Event, record: Record, task: str, signal: DriftSignal,
-               reset: bool, at: str) -> Output:
+               reset: bool, at: str, origin: float | None = None) -> Output:
         spec = self.registry.config.models[event.model]
         return Output(self._alerts, event.model.encode(), orjson.dumps({
             "alert": "drift", "model": event.model, "partition": record.partition,
@@ -207,7 +233,7 @@ class EventProcessor:
             "delta": spec.drift.delta, "offset": record.offset, "event_id": event.event_id,
             "n_seen": signal.n_seen, "mean_before": signal.mean_before,
             "mean_after": signal.mean_after, "width": signal.width, "at": at,
-            "action": "reset" if reset else "none",
+            "action": "reset" if reset else "none", "event_time": _ms(origin, at),
         }))
 
     def _invalid(self, record: Record, exc: ValidationError, at: str,

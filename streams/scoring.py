@@ -219,6 +219,8 @@ class ScoringService(Service):
                 m.deadletters.labels(reason=key[1]).inc(n)
             elif kind == "skipped":
                 m.skipped.inc(n)
+            elif kind == "watched":  # label-free alerts: signal "feature" or "prediction"
+                m.alerts.labels(model=key[1], signal=key[2]).inc(n)
             elif key[2] == "worse":
                 task = self.processor.registry.config.models[key[1]].task
                 m.alerts.labels(model=key[1],

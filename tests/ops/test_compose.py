@@ -265,7 +265,7 @@ def test_promtool_accepts_the_config_and_the_rules():
     rules = subprocess.run([promtool(), "check", "rules", str(ALERTS_YML)],
                            capture_output=True, text=True, check=False)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "4 rules found" in rules.stdout
+    assert "8 rules found" in rules.stdout
 
 
 WORKER = {"job": "driftline", "instance": "worker:6066"}
@@ -298,6 +298,30 @@ RULE_TESTS = [
             fires("DriftlineDriftDetected", "6m", "warning",
                   {"model": "fraud", "signal": "error"}, {"model": "churn", "signal": "error"}),
             silent("DriftlineDriftDetected", "25m"),
+        ],
+    },
+    {   # Label-free alerts page as feature / prediction drift, not as error drift;
+        # an incident pages once per change; promotions (placeholder) inform.
+        "interval": "1m",
+        "input_series": [
+            series("driftline_drift_alerts_total", "0x5 1x30", model="fraud", signal="feature"),
+            series("driftline_drift_alerts_total", "0x5 1x30", model="churn",
+                   signal="prediction"),
+            series("driftline_incidents_total", "0x5 1x30", model="fraud"),
+            series("driftline_incidents_total", "0x35", model="churn"),
+            series("driftline_promotions_total", "0x5 1x30", model="fraud"),
+        ],
+        "alert_rule_test": [
+            silent("DriftlineDriftDetected", "6m"),
+            silent("DriftlineFeatureDrift", "4m"),
+            fires("DriftlineFeatureDrift", "6m", "warning",
+                  {"model": "fraud", "signal": "feature"}),
+            fires("DriftlinePredictionDrift", "6m", "warning",
+                  {"model": "churn", "signal": "prediction"}),
+            silent("DriftlineIncidentOpened", "4m"),
+            fires("DriftlineIncidentOpened", "6m", "warning", {"model": "fraud"}),
+            silent("DriftlineIncidentOpened", "25m"),
+            fires("DriftlineChallengerPromoted", "6m", "info", {"model": "fraud"}),
         ],
     },
     {   # Checkpoints stop landing while the worker learns: stale after 120 s, for 2 minutes.
