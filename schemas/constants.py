@@ -13,6 +13,8 @@ PREDICTIONS: Final = "predictions"
 ALERTS: Final = "alerts"
 DEADLETTER: Final = "deadletter"
 TOPIC_SUFFIXES: Final = (EVENTS, PREDICTIONS, ALERTS, DEADLETTER)
+#: Late labels, co-partitioned with EVENTS (same key, same partition count).
+FEEDBACK: Final = "feedback"
 
 MAX_EVENT_BYTES: Final = 1024 * 1024
 MAX_FEATURES: Final = 10_000
@@ -30,4 +32,4 @@ REDIS_PREFIX: Final = "driftline"
 #: Every ``error.type`` a dead letter can carry.
 DEADLETTER_REASONS: Final = ("tombstone", "too_large", "invalid_encoding", "invalid_json",
                              "invalid_event", "unknown_model", "invalid_label", "model_error",
-                             "internal_error")
+                             "internal_error", "unmatched_feedback")

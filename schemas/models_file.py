@@ -45,6 +45,10 @@ class ModelSpec(BaseModel):
     pipeline: str = Field(min_length=1)
     metric: str = ""
     drift: DriftSpec = DriftSpec()
+    #: Late labels: seconds of event time an unlabelled prediction waits for its feedback,
+    #: and how many may wait per partition (the oldest is evicted first).
+    feedback_ttl: float = Field(86_400.0, gt=0)
+    feedback_max_pending: int = Field(1_000_000, gt=0)
 
     @model_validator(mode="after")
     def _default_metric(self) -> "ModelSpec":

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
     checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
     checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")
+    feedback_grace: float = Field(60.0, ge=0,
+                                  description="Seconds of event time a feedback that came "
+                                              "before its event waits for it.")
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("info", description="Log level of the worker.")
 
