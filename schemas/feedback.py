@@ -3,7 +3,7 @@
 One UTF-8 JSON object per Kafka message, keyed like the event it labels (the
 feedback topic is co-partitioned with the events topic). Validated straight
 from the bytes with the event's own constraints: ``event_id`` and ``model`` are
-1–128 characters, the label has an event label's types (bool, int, float, str;
+1 to 128 characters, the label has an event label's types (bool, int, float, str;
 finite numbers) and is required, ``timestamp`` is RFC 3339 with an offset or
 epoch milliseconds. Unknown fields are ignored, as for events.
 
