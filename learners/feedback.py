@@ -53,8 +53,9 @@ Counter({'duplicate': 1})
 (Counter({'early': 1}), 5)
 """
 
+from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,22 +76,45 @@ Field = tuple[str, str]
 class PendingEntry:
     """One unlabelled prediction waiting for its feedback.
 
-    ``names``/``values`` are the features exactly as scored (order and types kept);
-    ``offset`` is the event's offset on the events topic; ``event_ms`` its time on the
-    partition's clock (epoch ms).
+    ``names``/``values`` are the features exactly as scored (order and types kept; all
+    floats are packed in an ``array('d')``, bit for bit); ``prediction`` and, for
+    classifiers, ``classes``/``probs`` what was published; ``offset`` is the event's
+    offset on the events topic; ``event_ms`` its time on the partition's clock (epoch ms).
+    Compact on purpose: a store holds up to a million of them.
     """
 
     event_id: str
     offset: int
     event_ms: int
     names: tuple[str, ...]
-    values: tuple[Any, ...]
-    scored: Scored
+    values: tuple[Any, ...] | array
+    prediction: Any
+    classes: tuple[Any, ...] | None
+    probs: array | None
 
     @property
     def features(self) -> dict[str, Any]:
         """The features as scored, as a fresh dict (same keys, order, values)."""
         return dict(zip(self.names, self.values, strict=True))
+
+    @property
+    def scored(self) -> Scored:
+        """(prediction, probabilities or None), as when the event was scored."""
+        if self.classes is None or self.probs is None:
+            return self.prediction, None
+        return self.prediction, dict(zip(self.classes, self.probs, strict=True))
+
+
+def pack(values: Iterable[Any]) -> tuple[Any, ...] | array:
+    """Values as stored: an ``array('d')`` when all are floats (exact), else a tuple.
+
+    >>> pack([1.5, 2.0]), pack([1, 2.0])
+    (array('d', [1.5, 2.0]), (1, 2.0))
+    """
+    values = tuple(values)
+    if all(type(v) is float for v in values):
+        return array("d", values)
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +233,11 @@ class PendingPredictions:
         it at once (the returned pair), exactly as if the feedback came just after.
         """
         counts: Counter[Outcome] = Counter()
-        names = tuple(features)
-        names = self._names.setdefault(names, names) if len(self._names) < 10_000 else names
-        entry = PendingEntry(event_id, offset, now_ms, names, tuple(features.values()), scored)
+        prediction, proba = scored
+        classes = None if proba is None else self._shared(tuple(proba))
+        entry = PendingEntry(event_id, offset, now_ms, self._shared(tuple(features)),
+                             pack(features.values()), prediction, classes,
+                             None if proba is None else array("d", proba.values()))
         if event_id in self.learned:
             self._set(LEARNED, event_id, self.learned, None)
         held = self.early.get(event_id)
@@ -344,6 +370,12 @@ class PendingPredictions:
             del table[event_id]
         else:
             table[event_id] = value
+
+    def _shared(self, names: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One tuple object per distinct feature-name (or class) tuple."""
+        if len(self._names) >= 10_000:
+            return names
+        return self._names.setdefault(names, names)
 
     def _remember(self, event_id: str, now_ms: int) -> None:
         if event_id not in self.learned and len(self.learned) >= self.max_pending:

@@ -39,6 +39,7 @@ learners.exceptions.CheckpointError: pending field b'p:e1' does not verify
 import base64
 import hashlib
 import hmac
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ from learners.feedback import (
     HeldFeedback,
     PendingEntry,
     PendingPredictions,
+    pack,
 )
 
 _TAG = hashlib.sha256().digest_size
@@ -207,10 +209,9 @@ def undo_write(undo: Mapping[bytes, bytes | None]) -> tuple[dict[bytes, bytes], 
 
 def _body(value: Value) -> list[Any]:
     if isinstance(value, PendingEntry):
-        prediction, proba = value.scored
-        pairs = None if proba is None else [[c, p] for c, p in proba.items()]
         return [value.offset, value.event_ms, list(value.names), list(value.values),
-                prediction, pairs]
+                value.prediction, None if value.classes is None else list(value.classes),
+                None if value.probs is None else value.probs.tolist()]
     if isinstance(value, HeldFeedback):
         key = None if value.key is None else base64.b64encode(value.key).decode()
         return [value.label, value.offset, value.held_ms, key,
@@ -220,10 +221,10 @@ def _body(value: Value) -> list[Any]:
 
 def _value(kind: str, event_id: str, body: list[Any]) -> Value:
     if kind == PENDING:
-        offset, event_ms, names, values, prediction, pairs = body
-        proba = None if pairs is None else {c: p for c, p in pairs}
-        return PendingEntry(event_id, offset, event_ms, tuple(names), tuple(values),
-                            (prediction, proba))
+        offset, event_ms, names, values, prediction, classes, probs = body
+        return PendingEntry(event_id, offset, event_ms, tuple(names), pack(values), prediction,
+                            None if classes is None else tuple(classes),
+                            None if probs is None else array("d", probs))
     if kind == EARLY:
         label, offset, held_ms, key, value = body
         return HeldFeedback(event_id, label, offset, held_ms,
