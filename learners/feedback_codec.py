@@ -184,12 +184,12 @@ class FeedbackCodec:
         into.load(values)
 
     def _tag(self, name: bytes, body: bytes) -> bytes:
-        return hmac.new(self._mac_key, self._where + b"\0" + name + b"\0" + body,
-                        hashlib.sha256).digest()
+        return hmac.digest(self._mac_key, b"\0".join((self._where, name, body)), "sha256")
 
     def _contribution(self, name: bytes, blob: bytes) -> int:
-        mac = hmac.new(self._digest_key, name + b"\0" + blob, hashlib.sha256).digest()
-        return int.from_bytes(mac, "big")
+        # The field's tag already covers (where, name, body): the digest keys it again,
+        # so stored values never reveal a contribution.
+        return int.from_bytes(hmac.digest(self._digest_key, blob[:_TAG], "sha256"), "big")
 
 
 def apply(stored: dict[bytes, bytes], hset: Mapping[bytes, bytes],
