@@ -212,6 +212,9 @@ class PendingPredictions:
         self._early_order: deque[HeldFeedback] = deque()
         self._learned_order: deque[tuple[str, int]] = deque()
         self._dirty: dict[Field, Any] = {}
+        #: Every outcome so far (checkpointed with the store, so a restored worker's
+        #: totals equal an uninterrupted one's; Prometheus counts per process).
+        self.totals: Counter[Outcome] = Counter()
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     @classmethod
@@ -245,6 +248,7 @@ class PendingPredictions:
             self._set(EARLY, event_id, self.early, None)
             self._remember(event_id, now_ms)
             counts["matched"] += 1
+            self.totals.update(counts)
             return entry, held, counts
         if event_id in self.entries:
             counts["evicted"] += 1
@@ -253,6 +257,7 @@ class PendingPredictions:
             counts["evicted"] += 1
         self._set(PENDING, event_id, self.entries, entry)
         self._entry_order.append(entry)
+        self.totals.update(counts)
         return None, None, counts
 
     def match(self, event_id: str, label: Any, received: Received,
@@ -264,9 +269,11 @@ class PendingPredictions:
             self._set(PENDING, event_id, self.entries, None)
             self._remember(event_id, now_ms)
             counts["matched"] += 1
+            self.totals.update(counts)
             return entry, [], counts
         if event_id in self.learned or event_id in self.early:
             counts["duplicate"] += 1
+            self.totals.update(counts)
             return None, [], counts
         dropped = []
         if len(self.early) >= self.max_pending:
@@ -277,6 +284,7 @@ class PendingPredictions:
         self._set(EARLY, event_id, self.early, held)
         self._early_order.append(held)
         counts["early"] += 1
+        self.totals.update(counts)
         return None, dropped, counts
 
     def expire(self, now_ms: int) -> tuple[list[HeldFeedback], Counter[Outcome]]:
@@ -301,6 +309,7 @@ class PendingPredictions:
                 self._set(EARLY, held.event_id, self.early, None)
                 unmatched.append(held)
                 counts["unmatched"] += 1
+        self.totals.update(counts)
         return unmatched, counts
 
     # -- checkpoints -----------------------------------------------------------------------

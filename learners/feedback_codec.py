@@ -40,8 +40,10 @@ import base64
 import hashlib
 import hmac
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import orjson
@@ -68,11 +70,13 @@ Value = PendingEntry | HeldFeedback | int
 @dataclass(frozen=True, slots=True)
 class PendingSummary:
     """What a learner checkpoint says about its pending hash: field count, XOR digest
-    (hex) and the partition's clock (ms), as JSON-ready values for its header."""
+    (hex), the partition's clock (ms) and the store's outcome totals, as JSON-ready
+    values for its header."""
 
     count: int
     digest: str
     watermark: int
+    totals: dict[str, int] = dataclass_field(default_factory=dict)
 
     @classmethod
     def empty(cls, watermark: int = -1) -> "PendingSummary":
@@ -135,10 +139,11 @@ class FeedbackCodec:
         except (ValueError, TypeError, KeyError) as exc:  # signed by us: a format bug
             raise CheckpointError(f"pending field {name[:80]!r} is not readable: {exc}") from None
 
-    def seal_delta(self, delta: Delta, before: PendingSummary,
-                   watermark: int | None = None) -> SealedDelta:
+    def seal_delta(self, delta: Delta, before: PendingSummary, watermark: int | None = None,
+                   totals: Mapping[str, int] | None = None) -> SealedDelta:
         """Sign ``delta`` (from :meth:`PendingPredictions.changes_since_last_checkpoint`)
-        for a hash whose summary is ``before``. O(changes)."""
+        for a hash whose summary is ``before``; ``watermark`` and ``totals`` (the store's)
+        go in the new summary. O(changes)."""
         digest = int(before.digest, 16)
         count = before.count
         undo: dict[bytes, bytes | None] = {}
@@ -158,30 +163,35 @@ class FeedbackCodec:
         count -= len(delta.removed)
         hdel = [self.name(field) for field in delta.removed]
         clock = before.watermark if watermark is None else watermark
-        return SealedDelta(hset, hdel, undo, PendingSummary(count, f"{digest:064x}", clock))
+        return SealedDelta(hset, hdel, undo, PendingSummary(
+            count, f"{digest:064x}", clock, dict(before.totals if totals is None else totals)))
 
-    def seal_all(self, fields: Iterable[tuple[Field, Value]], watermark: int) -> SealedDelta:
+    def seal_all(self, fields: Iterable[tuple[Field, Value]], watermark: int,
+                 totals: Mapping[str, int] | None = None) -> SealedDelta:
         """A full write of a store (``store.fields()``): O(size); for a first or repair write."""
         hset = {self.name(field): self.seal(field, value) for field, value in fields}
-        return SealedDelta(hset, [], {}, self.summarise(hset, watermark))
+        return SealedDelta(hset, [], {}, self.summarise(hset, watermark, totals))
 
-    def summarise(self, stored: Mapping[bytes, bytes], watermark: int) -> PendingSummary:
+    def summarise(self, stored: Mapping[bytes, bytes], watermark: int,
+                  totals: Mapping[str, int] | None = None) -> PendingSummary:
         """The summary of a whole hash as stored (O(size))."""
         digest = 0
         for name, blob in stored.items():
             digest ^= self._contribution(name, blob)
-        return PendingSummary(len(stored), f"{digest:064x}", watermark)
+        return PendingSummary(len(stored), f"{digest:064x}", watermark, dict(totals or {}))
 
     def restore(self, stored: Mapping[bytes, bytes], summary: PendingSummary,
                 into: PendingPredictions) -> None:
         """Verify the hash ``stored`` against the learner checkpoint's ``summary`` and load
-        it into the empty store ``into``. Raises CheckpointError, loading nothing."""
+        it (and the summary's outcome totals) into the empty store ``into``. Raises
+        CheckpointError, loading nothing."""
         values = dict(self.open(name, blob) for name, blob in stored.items())
         found = self.summarise(stored, summary.watermark)
         if (found.count, found.digest) != (summary.count, summary.digest):
             raise CheckpointError(f"pending hash holds {found.count} fields that do not match "
                                   f"the checkpoint's {summary.count} (digest differs)")
         into.load(values)
+        into.totals = Counter(summary.totals)  # type: ignore[arg-type]
 
     def _tag(self, name: bytes, body: bytes) -> bytes:
         return hmac.digest(self._mac_key, b"\0".join((self._where, name, body)), "sha256")

@@ -43,7 +43,7 @@ class Checkpointed:
     def write(self, part):
         store = part.store("m")
         sealed = self.codec.seal_delta(store.changes_since_last_checkpoint(),
-                                       self.versions[-1][0], part.watermark)
+                                       self.versions[-1][0], part.watermark, store.totals)
         apply(self.hash, sealed.hset, sealed.hdel)
         self.versions.append((sealed.summary, sealed.undo))
 
@@ -87,6 +87,7 @@ def test_a_restore_continues_exactly_like_a_run_that_never_stopped(schedule, dat
     assert replay == outputs[start:]
     assert resumed.store("m").entries == reference.store("m").entries
     assert resumed.store("m").learned == reference.store("m").learned
+    assert resumed.store("m").totals == reference.store("m").totals
 
 
 def filled(n=5):
@@ -126,7 +127,7 @@ def test_a_full_write_has_the_summary_of_the_deltas():
     part = filled()
     ckpt = Checkpointed()
     ckpt.write(part)
-    full = ckpt.codec.seal_all(part.store("m").fields(), part.watermark)
+    full = ckpt.codec.seal_all(part.store("m").fields(), part.watermark, part.store("m").totals)
     assert full.hset == ckpt.hash and full.summary == ckpt.versions[-1][0]
 
 

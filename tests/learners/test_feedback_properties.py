@@ -102,3 +102,10 @@ def test_the_same_records_reach_the_same_decisions(schedule):
     first, second = run(schedule), run(schedule)
     assert first[:3] == second[:3]
     assert first[3].store("m").entries == second[3].store("m").entries
+
+
+@settings(max_examples=100, deadline=None)
+@given(schedules(), st.integers(1, 4))
+def test_totals_are_the_sum_of_the_returned_counts(schedule, max_pending):
+    _, counts, _, part = run(schedule, max_pending)
+    assert part.store("m").totals == counts
