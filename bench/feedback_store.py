@@ -182,7 +182,7 @@ def main() -> None:
                                 appendonly=True)
     server.start(die_with_parent=True)
     try:
-        client = redis.Redis.from_url(server.url)
+        client = redis.Redis.from_url(server.url, socket_timeout=900)
         rows = []
         for n in (int(s) for s in args.sizes.split(",")):
             rows.append(measure(client, n))
