@@ -158,13 +158,6 @@ class FeedbackResult:
     unmatched: list[tuple[str, HeldFeedback]] = field(default_factory=list)
     counts: Counter[Outcome] = field(default_factory=Counter)
 
-    def merge(self, other: "FeedbackResult") -> "FeedbackResult":
-        """Append ``other`` (a later call's result) to this one; returns self."""
-        self.joins += other.joins
-        self.unmatched += other.unmatched
-        self.counts.update(other.counts)
-        return self
-
 
 @dataclass(frozen=True, slots=True)
 class Delta:
