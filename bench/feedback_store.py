@@ -8,6 +8,7 @@ the markers in ``docs/benchmarks.md`` and prints it.
 
 import argparse
 import gc
+import os
 import platform
 import random
 import tempfile
@@ -127,9 +128,10 @@ def render(rows: list[dict[str, float]], per_entry: float, per_dict: float, n_me
         "## Late labels: the pending store",
         "",
         f"Measured by `python -m bench.feedback_store` on {datetime.now(UTC):%Y-%m-%d %H:%M} "
-        f"UTC ({platform.python_version()}, a real redis-server with AOF, on the shared "
-        "2-core machine: timings are noisy, sizes exact). Entries have 10 numeric features "
-        "parsed from JSON, a binary classifier's prediction and probabilities.",
+        f"UTC (Python {platform.python_version()}, a real redis-server with AOF, on the shared "
+        f"2-core machine, 1-minute load average {os.getloadavg()[0]:.1f} at the end: timings "
+        "are noisy, sizes exact). Entries have 10 numeric features parsed from JSON, a binary "
+        "classifier's prediction and probabilities.",
         "",
         f"Memory: **{per_entry:,.0f} bytes per pending entry** (tracemalloc, {n_mem:,} entries: "
         "entry, features as a shared names tuple + a float array, probabilities, the index "
@@ -155,7 +157,8 @@ def render(rows: list[dict[str, float]], per_entry: float, per_dict: float, n_me
         "",
         "The incremental write is what every checkpoint pays; the full write is what writing "
         "the whole store each time would cost (and what a first write or a repair costs). "
-        "Restore is paid once per assignment.",
+        "Restore is paid once per assignment; it verifies two MACs and decodes one JSON "
+        "value per field, so it grows with the store.",
         END,
     ]
     return "\n".join(lines) + "\n"
