@@ -15,6 +15,8 @@ DEADLETTER: Final = "deadletter"
 TOPIC_SUFFIXES: Final = (EVENTS, PREDICTIONS, ALERTS, DEADLETTER)
 #: Drift incidents (alerts of one change across partitions), keyed by model.
 INCIDENTS: Final = "incidents"
+#: Late labels, co-partitioned with EVENTS (same key, same partition count).
+FEEDBACK: Final = "feedback"
 
 MAX_EVENT_BYTES: Final = 1024 * 1024
 MAX_FEATURES: Final = 10_000
@@ -43,4 +45,5 @@ REDIS_PREFIX: Final = "driftline"
 #: Every ``error.type`` a dead letter can carry.
 DEADLETTER_REASONS: Final = ("tombstone", "too_large", "invalid_encoding", "invalid_json",
                              "invalid_event", "unknown_model", "invalid_label", "model_error",
-                             "output_too_large", "internal_error", "undecodable_batch")
+                             "output_too_large", "internal_error", "undecodable_batch",
+                             "unmatched_feedback")

@@ -70,6 +70,10 @@ class ModelSpec(BaseModel):
     max_classes: int = Field(1_000, ge=2, le=100_000)
     scores_top_k: int = Field(100, ge=1, le=100_000)
     max_features: int = Field(100_000, ge=1, le=10_000_000)
+    #: Late labels: seconds of event time an unlabelled prediction waits for its feedback,
+    #: and how many may wait per partition (the oldest is evicted first).
+    feedback_ttl: float = Field(86_400.0, gt=0)
+    feedback_max_pending: int = Field(1_000_000, gt=0)
 
     @model_validator(mode="after")
     def _default_metric(self) -> "ModelSpec":

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
 
     incidents: bool = Field(True, description="Roll alerts into incidents on "
                                               "<prefix>incidents (a Faust agent and table).")
+
+    feedback_grace: float = Field(60.0, ge=0,
+                                  description="Seconds of event time a feedback that came "
+                                              "before its event waits for it.")
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("info", description="Log level of the worker.")
 

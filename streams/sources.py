@@ -1,4 +1,5 @@
-"""Where ``driftline produce`` gets events: River synthetic streams, CSV or JSONL files.
+"""Where ``driftline produce`` gets events: River synthetic streams, CSV or JSONL files;
+and late labels: feedback files, or labels withheld from events and sent later.
 
 Every source yields event dicts of the input contract, in a fixed order.
 
@@ -10,14 +11,17 @@ Every source yields event dicts of the input contract, in a fixed order.
 """
 
 import csv
+import heapq
 import itertools
-from collections.abc import Iterator
+import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from river.datasets import synth
 
+from schemas.constants import EVENTS, FEEDBACK
 from schemas.exceptions import ConfigError
 
 #: name -> (concept before the drift, concept after): SEA variants change the
@@ -83,3 +87,71 @@ def _row_event(row: dict[str, Any], i: int, path: Path, label_column: str | None
     if label is not None:
         event["label"] = label
     return event
+
+
+def withhold_labels(events: Iterable[dict[str, Any]], min_delay: int, max_delay: int,
+                    seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Events without their labels, and each label as a feedback message ``d`` events
+    later (``d`` uniform in ``[min_delay, max_delay]``, seeded): (topic suffix, message).
+
+    Events that have no label pass through alone; labels still due at the end follow the
+    last event, in the order they were due.
+
+    >>> events = [{"event_id": f"e{i}", "model": "m", "features": {"x": i}, "label": i % 2 == 0}
+    ...           for i in range(3)]
+    >>> [(topic, m["event_id"], "label" in m) for topic, m in withhold_labels(events, 1, 1, 0)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('events', 'e0', False), ('events', 'e1', False), ('feedback', 'e0', True),
+     ('events', 'e2', False), ('feedback', 'e1', True), ('feedback', 'e2', True)]
+    """
+    if not 0 <= min_delay <= max_delay:
+        raise ConfigError(f"label delay {min_delay}:{max_delay}: need 0 <= MIN <= MAX")
+    rng = random.Random(seed)
+    due: list[tuple[int, int, dict[str, Any]]] = []
+    for i, event in enumerate(events):
+        label = event.get("label")
+        unlabelled = {k: v for k, v in event.items() if k != "label"}
+        yield EVENTS, unlabelled
+        if label is not None:
+            feedback = {"event_id": event["event_id"], "model": event["model"], "label": label}
+            heapq.heappush(due, (i + rng.randint(min_delay, max_delay), i, feedback))
+        while due and due[0][0] <= i:
+            yield FEEDBACK, heapq.heappop(due)[2]
+    while due:
+        yield FEEDBACK, heapq.heappop(due)[2]
+
+
+def parse_delay(text: str) -> tuple[int, int]:
+    """``MIN:MAX`` (events) as two integers.
+
+    >>> parse_delay("50:5000")
+    (50, 5000)
+    >>> parse_delay("5")
+    Traceback (most recent call last):
+    ...
+    schemas.exceptions.ConfigError: --label-delay '5': expected MIN:MAX, two whole numbers of events
+    """
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return int(low), int(high)
+    except ValueError:
+        raise ConfigError(f"--label-delay '{text}': expected MIN:MAX, two whole numbers of "
+                          "events") from None
+
+
+def feedback_file(path: Path) -> Iterator[dict[str, Any]]:
+    """Feedback messages from a JSONL file, one object a line, sent as they are (the worker
+    validates them; an invalid one becomes a dead letter there)."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                message = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not a JSON object: {exc}") from None
+            if not isinstance(message, dict):
+                raise ConfigError(f"{path}:{number}: not a JSON object")
+            yield message

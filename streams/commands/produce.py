@@ -1,8 +1,10 @@
-"""``driftline produce``: write events to the events topic from a file or a River generator."""
+"""``driftline produce``: write events to the events topic from a file or a River generator,
+and late labels to the feedback topic (a JSONL file, or labels withheld and sent later)."""
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,31 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.kafka_security import kafka_security_kwargs
-from streams.sources import file_events, synthetic_events
+from streams.sources import (
+    feedback_file,
+    file_events,
+    parse_delay,
+    synthetic_events,
+    withhold_labels,
+)
 
 
 async def send_events(settings: Settings, events: Iterable[dict[str, Any]], rate: float,
                       total: int | None, topic: str, show_progress: bool) -> int:
     """Send ``events`` keyed by ``event_id``; ``rate`` events/s (0: as fast as possible)."""
+    return await send_messages(settings, ((topic, event) for event in events), rate, total,
+                               show_progress)
+
+
+def _key(message: dict[str, Any]) -> bytes | None:
+    event_id = message.get("event_id")
+    return None if event_id is None else str(event_id).encode()
+
+
+async def send_messages(settings: Settings, messages: Iterable[tuple[str, dict[str, Any]]],
+                        rate: float, total: int | None, show_progress: bool) -> int:
+    """Send (topic, message) pairs in order, keyed by ``event_id`` (so feedback lands on
+    its event's partition); ``rate`` messages/s (0: as fast as possible)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 enable_idempotence=True, linger_ms=5,
                                 max_request_size=settings.max_fetch_bytes,
@@ -31,11 +52,11 @@ async def send_events(settings: Settings, events: Iterable[dict[str, Any]], rate
     pending: list[asyncio.Future[Any]] = []
     columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task("events", total=total)
+        bar = progress.add_task("messages", total=total)
         try:
-            for event in events:
-                pending.append(await producer.send(
-                    topic, orjson.dumps(event), key=str(event["event_id"]).encode()))
+            for topic, message in messages:
+                pending.append(await producer.send(topic, orjson.dumps(message),
+                                                   key=_key(message)))
                 sent += 1
                 if len(pending) >= 1000:
                     await asyncio.gather(*pending)
@@ -61,19 +82,44 @@ def produce(
     label_column: str = typer.Option(None, help="Column holding the label (CSV/JSONL rows)."),
     id_column: str = typer.Option(None, help="Column holding the event id (default: row number)."),
     model: str = typer.Option(constants.DEFAULT_MODEL, help="Model name written in each event."),
-    rate: float = typer.Option(0.0, help="Events per second; 0 sends as fast as possible."),
+    feedback: Path = typer.Option(None, help="JSONL file of feedback messages (late labels) "
+                                             "to send to the feedback topic."),
+    label_delay: str = typer.Option(None, metavar="MIN:MAX",
+                                    help="Withhold the events' labels and send each on the "
+                                         "feedback topic MIN to MAX events later (seeded)."),
+    rate: float = typer.Option(0.0, help="Messages per second; 0 sends as fast as possible."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Write events to the events topic (``DRIFTLINE_TOPIC_PREFIX`` + ``events``)."""
+    """Write events to the events topic (``DRIFTLINE_TOPIC_PREFIX`` + ``events``) and late
+    labels to the feedback topic (``... + feedback``)."""
     settings = Settings()
-    if (synthetic is None) == (file is None):
-        raise ConfigError("give exactly one of --synthetic NAME or --file PATH")
-    if file is not None:
-        events: Iterable[dict[str, Any]] = file_events(file, label_column, model, id_column)
-        total = None
+    if sum(source is not None for source in (synthetic, file, feedback)) != 1:
+        raise ConfigError("give exactly one of --synthetic NAME, --file PATH or --feedback PATH")
+    if feedback is not None and label_delay is not None:
+        raise ConfigError("--label-delay withholds the labels of events: use it with "
+                          "--synthetic or --file, not --feedback")
+    total: int | None = None
+    if feedback is not None:
+        messages: Iterable[tuple[str, dict[str, Any]]] = (
+            (constants.FEEDBACK, message) for message in feedback_file(feedback))
     else:
-        events = synthetic_events(synthetic, n, drift_at, seed, model)
-        total = n
-    topic = settings.topic(constants.EVENTS)
-    sent = asyncio.run(send_events(settings, events, rate, total, topic, progress))
-    typer.echo(f"sent {sent} events to {topic}")
+        if file is not None:
+            events: Iterable[dict[str, Any]] = file_events(file, label_column, model, id_column)
+        else:
+            events, total = synthetic_events(synthetic, n, drift_at, seed, model), n
+        if label_delay is not None:
+            low, high = parse_delay(label_delay)
+            messages, total = withhold_labels(events, low, high, seed), None
+        else:
+            messages = ((constants.EVENTS, event) for event in events)
+    counts: Counter[str] = Counter()
+
+    def counted() -> Iterator[tuple[str, dict[str, Any]]]:
+        for suffix, message in messages:
+            counts[suffix] += 1
+            yield settings.topic(suffix), message
+
+    asyncio.run(send_messages(settings, counted(), rate, total, progress))
+    typer.echo(", ".join(f"sent {counts[suffix]} messages to {settings.topic(suffix)}"
+                         for suffix in (constants.EVENTS, constants.FEEDBACK) if counts[suffix])
+               or "sent nothing")

@@ -1,0 +1,58 @@
+"""``driftline produce`` sends late labels to the real broker, on their events' partitions."""
+
+import os
+
+import orjson
+import pytest
+
+from tests.helpers import run_cli
+from tests.kafka_tools import consume, create_topic
+
+pytestmark = pytest.mark.integration
+
+
+def env_for(kafka, topic_prefix):
+    return {**os.environ, "DRIFTLINE_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "DRIFTLINE_TOPIC_PREFIX": topic_prefix}
+
+
+def test_label_delay_withholds_labels_and_sends_them_co_partitioned(kafka, topic_prefix):
+    for suffix in ("events", "feedback"):
+        create_topic(kafka.bootstrap, f"{topic_prefix}{suffix}", 3)
+    result = run_cli("produce", "--synthetic", "sea", "--n", "300", "--label-delay", "5:20",
+                     "--seed", "3", "--no-progress", env=env_for(kafka, topic_prefix))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"sent 300 messages to {topic_prefix}events, "
+                                     f"sent 300 messages to {topic_prefix}feedback")
+    events = consume(kafka.bootstrap, f"{topic_prefix}events", 300, timeout=60, settle=0.5)
+    feedback = consume(kafka.bootstrap, f"{topic_prefix}feedback", 300, timeout=60, settle=0.5)
+    assert len(events) == 300 and len(feedback) == 300
+    assert not any("label" in orjson.loads(r.value) for r in events)
+    partition_of = {orjson.loads(r.value)["event_id"]: r.partition for r in events}
+    assert {r.partition for r in events} == {0, 1, 2}
+    for record in feedback:
+        message = orjson.loads(record.value)
+        assert record.key == message["event_id"].encode()
+        assert record.partition == partition_of.pop(message["event_id"])
+        assert type(message["label"]) is bool
+    assert partition_of == {}
+
+
+def test_feedback_file_is_sent_as_it_is(kafka, topic_prefix, tmp_path):
+    path = tmp_path / "labels.jsonl"
+    path.write_bytes(b'{"event_id": "a", "model": "m", "label": 1.5}\n{"no_id": true}\n')
+    result = run_cli("produce", "--feedback", str(path), "--no-progress",
+                     env=env_for(kafka, topic_prefix))
+    assert result.returncode == 0, result.stderr
+    records = consume(kafka.bootstrap, f"{topic_prefix}feedback", 2, timeout=60, settle=0.5)
+    assert [(r.key, orjson.loads(r.value)) for r in records] == [
+        (b"a", {"event_id": "a", "model": "m", "label": 1.5}), (None, {"no_id": True})]
+
+
+def test_conflicting_sources_are_one_line(kafka, topic_prefix, tmp_path):
+    result = run_cli("produce", "--feedback", str(tmp_path / "x.jsonl"), "--label-delay",
+                     "1:2", env=env_for(kafka, topic_prefix))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "driftline: --label-delay withholds the labels of events: use it with --synthetic "
+        "or --file, not --feedback"]
