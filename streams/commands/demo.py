@@ -62,7 +62,7 @@ def demo(
         console = Console(highlight=False, width=120)  # logs: no wrapping at 80 columns
 
     def say(text: str) -> None:
-        console.print(f"demo: {text}")
+        console.print(f"demo: {text}", soft_wrap=True)
 
     out = (out or cache_dir() / "demo").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def demo(
             worker = stack.enter_context(services.worker(
                 settings, addresses.redis_url, models_path, out / "worker", say))
             state = RunState(total=total, tracker=Tracker(names, stream.labels, LIVE_WINDOW),
-                             started=time.monotonic())
+                             started=time.monotonic(), drifts=stream.drifts)
             title = (f"Driftline demo: {stream.name}, {len(stream.rows):,} events x "
                      f"{len(names)} models, topics {prefix}*")
             with LiveView(console, state, title) as view:

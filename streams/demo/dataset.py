@@ -89,7 +89,7 @@ def load(name: str, n: int, seed: int) -> DemoStream:
     make, multiclass = REAL[name]
     dataset = make()
     rows = [(_named(x), y) for x, y in itertools.islice(dataset, n)]
-    return DemoStream(name, f"River's {type(dataset).__name__} dataset ({len(rows)} rows, "
+    return DemoStream(name, f"River's {type(dataset).__name__} dataset ({len(rows):,} rows, "
                       "real data: no known drift points)", rows, (), multiclass)
 
 

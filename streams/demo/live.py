@@ -31,11 +31,16 @@ def _num(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def describe(alert: AlertSeen) -> str:
-    """One line for one drift alert."""
-    return (f"{alert.model}: partition {alert.partition} offset {alert.offset:,} "
-            f"(event {alert.row:,}), error {alert.mean_before:.2f} -> {alert.mean_after:.2f}, "
-            f"action {alert.action}")
+def describe(alert: AlertSeen, drifts: tuple[int, ...]) -> str:
+    """One line for one drift alert, with its delay after the last true change if known.
+
+    >>> describe(AlertSeen("keep", 0, 33474, 16735, "none", 0.012, 0.014), (16666, 33333))
+    'keep: partition 0 offset 33,474, event 16,735 (69 after the change at 16,666), action none'
+    """
+    before = [d for d in drifts if d <= alert.row]
+    where = f" ({alert.row - before[-1]:,} after the change at {before[-1]:,})" if before else ""
+    return (f"{alert.model}: partition {alert.partition} offset {alert.offset:,}, "
+            f"event {alert.row:,}{where}, action {alert.action}")
 
 
 def progress_line(state: RunState, now: float) -> str:
@@ -77,7 +82,7 @@ def screen(state: RunState, title: str, now: float) -> RenderableType:
     alerts = Table(title=f"drift alerts ({len(t.alerts)})", title_justify="left")
     alerts.add_column("as they happened (latest 6)")
     for alert in t.alerts[-6:]:
-        alerts.add_row(describe(alert))
+        alerts.add_row(describe(alert, state.drifts))
     return Group(head, models, dead, alerts)
 
 
@@ -112,18 +117,17 @@ class LiveView:
             self.live.update(screen(self.state, self.title, now), refresh=True)
             return
         for alert in self.state.tracker.alerts[self._alerts_shown:]:
-            self.console.print(f"drift alert {describe(alert)}", highlight=False)
+            self.console.print(f"drift alert {describe(alert, self.state.drifts)}",
+                               highlight=False, soft_wrap=True)
         self._alerts_shown = len(self.state.tracker.alerts)
         if now >= self._next_line:
-            self.console.print(progress_line(self.state, now), highlight=False)
+            self.console.print(progress_line(self.state, now), highlight=False, soft_wrap=True)
             self._next_line = now + PLAIN_EVERY
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._next_draw = 0.0
-        if kind is None:
+        if kind is None:  # the final figures, drawn or printed once more
+            self._next_draw = self._next_line = 0.0
             self.tick()
         if self.live is not None:
             self.live.__exit__(kind, error, tb)
-        elif kind is None:
-            self.console.print(progress_line(self.state, time.monotonic()), highlight=False)

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,8 +68,8 @@ def kafka_and_redis(mode: Mode, folder: Path, say: Say) -> Iterator[stack.Addres
         _timed(say, "kafka and redis running; `driftline services down` stops them", start)
         yield addresses
         return
-    with ExitStack() as stop:
-        stop.callback(shutil.rmtree, folder, ignore_errors=True)  # runs last
+    started: list[KafkaBroker | RedisServer] = []
+    try:
         if not kafka:
             start = time.monotonic()
             ensure_jars()
@@ -77,18 +77,27 @@ def kafka_and_redis(mode: Mode, folder: Path, say: Say) -> Iterator[stack.Addres
                 _timed(say, "fetched Kafka's jars (first run only)", start)
             start = time.monotonic()
             broker = KafkaBroker.create(folder / "kafka")
-            stop.callback(broker.stop)
+            started.append(broker)
             broker.start(die_with_parent=True)
             kafka = broker.bootstrap
             _timed(say, f"kafka started on {kafka}", start)
         if not redis_url:
             start = time.monotonic()
             server = RedisServer.create(folder / "redis")
-            stop.callback(server.stop)
+            started.append(server)
             server.start(die_with_parent=True)
             redis_url = server.url
             _timed(say, f"redis-server started on {redis_url}", start)
         yield stack.Addresses(kafka, redis_url)
+    finally:
+        start = time.monotonic()
+        for service in reversed(started):
+            service.stop()
+        if started:
+            _timed(say, "kafka and redis-server stopped" if len(started) == 2 else
+                   f"{'kafka' if isinstance(started[0], KafkaBroker) else 'redis-server'} "
+                   "stopped", start)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass

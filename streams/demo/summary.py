@@ -129,6 +129,9 @@ def tables(summary: Summary) -> list[Table]:
     for reason in reasons:
         counts.add_row(f"  {reason}", str(summary.malformed_sent.get(reason, 0)),
                        str(summary.deadletters.get(reason, 0)))
+    alerts = len(summary.other_alerts) + sum(sum(r.alerts.values()) for r in summary.drifts)
+    counts.add_row("drift alerts", "", f"{alerts} (one per model and partition that "
+                   "saw a change)" if alerts else "none")
     out = [counts]
     if summary.drifts:
         drifts = Table(title=f"true drifts: alerts within {summary.window:,} events after each "

@@ -100,6 +100,7 @@ class RunState:
     started: float
     sent: int = 0
     sending_done: bool = False
+    drifts: tuple[int, ...] = ()
     stats: WorkerStats = field(default_factory=WorkerStats)
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=20))
 

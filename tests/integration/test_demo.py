@@ -117,15 +117,18 @@ def test_short_demo_reports_exactly_what_was_sent(tmp_path):
 def test_real_dataset_on_running_services(tmp_path, kafka, redis_url):
     env = demo_env(tmp_path, DRIFTLINE_KAFKA_BOOTSTRAP=kafka.bootstrap,
                    DRIFTLINE_REDIS_URL=redis_url)
-    run = subprocess.run([DRIFTLINE, "demo", "--dataset", "phishing", "--no-services",
+    run = subprocess.run([DRIFTLINE, "demo", "--dataset", "segment", "--no-services",
                           "--rate", "0", "--out", str(tmp_path / "out")], env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())
-    assert summary["rows"] == 1250 and summary["drifts"] == []
-    assert summary["predictions"] == {"reset": 1250, "keep": 1250}
-    expected = expected_run("phishing", 1250)
-    assert summary["accuracy"] == {m: accuracy(c, 0, 1250) for m, (_, c) in expected.items()}
+    # Image Segments: seven classes (one-vs-rest models), so no label can be "invalid".
+    assert summary["rows"] == 2310 and summary["drifts"] == []
+    assert summary["predictions"] == {"reset": 2310, "keep": 2310}
+    bad = Counter(m.reason for m in malformed(["reset", "keep"], binary=False))
+    assert summary["deadletters"] == summary["malformed_sent"] == dict(bad)
+    expected = expected_run("segment", 2310)
+    assert summary["accuracy"] == {m: accuracy(c, 0, 2310) for m, (_, c) in expected.items()}
     assert [a["row"] for a in summary["other_alerts"]] == sorted(
         r for alerts, _ in expected.values() for r in alerts)
     assert service_processes(str(tmp_path / "run")) == []  # it started none
