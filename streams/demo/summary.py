@@ -136,7 +136,10 @@ def tables(summary: Summary) -> list[Table]:
     if summary.drifts:
         drifts = Table(title=f"true drifts: alerts within {summary.window:,} events after each "
                              f"change; accuracy over {summary.window:,} events before / after",
-                       title_justify="left")
+                       title_justify="left",
+                       caption="partition alerts: each (model, partition) has its own learner "
+                               "and ADWIN, so one change can raise one alert per partition",
+                       caption_justify="left")
         for column in ("true drift at", "model", "partition alerts", "first at (p:offset)",
                        "delay (events)", "accuracy before", "accuracy after"):
             drifts.add_column(column, justify="left" if column == "model" else "right")
