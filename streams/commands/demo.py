@@ -37,8 +37,9 @@ def demo(
                                "every model, so twice with the two default models)."),
     rate: float = typer.Option(2_500.0, min=0, help="Stream events per second; 0 sends as "
                                "fast as possible."),
-    models: Path = typer.Option(None, help="Models file (TOML) instead of the demo's two "
-                                "logistic regressions (one with on_drift = \"reset\")."),
+    models: Path = typer.Option(None, exists=True, dir_okay=False, readable=True,
+                                help="Models file (TOML) instead of the demo's two logistic "
+                                "regressions (one with on_drift = \"reset\")."),
     partitions: int = typer.Option(1, min=1, help="Partitions of the demo's topics. Each "
                                    "(model, partition) learns and alerts on its own, so more "
                                    "partitions mean one alert per partition for each change."),

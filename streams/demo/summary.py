@@ -27,7 +27,9 @@ from streams.demo.tracker import AlertSeen, Tracker
 def detection(alert: AlertSeen, drifts: tuple[int, ...], window: int) -> tuple[int, int] | None:
     """(drift index, delay in rows) when ``alert`` detects a true drift, else None."""
     for k, start in enumerate(drifts):
-        end = min(start + window, drifts[k + 1] if k + 1 < len(drifts) else start + window)
+        end = start + window
+        if k + 1 < len(drifts):
+            end = min(end, drifts[k + 1])
         if start <= alert.row < end:
             return k, alert.row - start
     return None
@@ -152,9 +154,9 @@ def tables(summary: Summary) -> list[Table]:
                                _pct(report.before[model]), _pct(report.after[model]))
         out.append(drifts)
     if summary.other_alerts:
-        other = Table(title="alerts " + ("with no true drift in the window before them"
-                                         if summary.drifts else "(no true drift points are "
-                                         "known for real data)"), title_justify="left")
+        other = Table(title="other alerts (no true drift just before)" if summary.drifts
+                      else "alerts (real data: no true drift points known)",
+                      title_justify="left", min_width=60)
         for column in ("model", "partition", "offset", "event", "action"):
             other.add_column(column)
         for a in summary.other_alerts:
