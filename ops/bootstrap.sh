@@ -59,10 +59,9 @@ fi
 stamp=.venv/.installed
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  pip=(.venv/bin/pip --disable-pip-version-check --no-input)
   step "created .venv with $("$python" --version)" "$python" -m venv .venv
-  step "upgraded pip" "${pip[@]}" install --upgrade pip
+  step "upgraded pip" .venv/bin/pip install --disable-pip-version-check --upgrade pip
   step "installed Driftline and its Python dependencies into .venv (pyproject.toml)" \
-    "${pip[@]}" install -e '.[dev]'
+    .venv/bin/pip install --disable-pip-version-check -e '.[dev]'
   echo "$want" > "$stamp"
 fi
