@@ -1,128 +1,119 @@
-"""``driftline demo``: the whole product in one command, on local real services.
+"""``driftline demo``: the whole system at work on a drifting stream, live, with a picture.
 
-Starts Kafka and Redis (unless pointed elsewhere), a worker, sends a drifting
-SEA stream with a few malformed messages, and reports what came out.
+Starts Kafka and Redis (unless told to use running ones), a worker with two models (one
+resets on drift, one does not), streams River's SEA with two abrupt drifts plus malformed
+messages, shows a live view, then a summary table and a PNG. Everything it started is
+stopped at the end, on an error and on Ctrl-C. The parts live in :mod:`streams.demo`.
 """
 
 import asyncio
+import json
+import os
 import time
 from collections import Counter
-from urllib.parse import urlsplit, urlunsplit
+from contextlib import ExitStack
+from pathlib import Path
 
-import orjson
 import typer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from rich.console import Console
 
-from schemas import constants
-from schemas.outputs import DeadLetter, DriftAlert, Prediction
+from learners.registry import ModelRegistry
+from schemas.exceptions import ConfigError
+from schemas.models_file import ModelsConfig
 from schemas.settings import Settings
-from streams.commands.produce import send_events
-from streams.kafka_security import kafka_security_kwargs
-from streams.localservices import stack
-from streams.localservices.paths import run_dir
-from streams.localservices.workers import WorkerProcess, worker_env
-from streams.sources import synthetic_events
-from streams.topic_reader import read_topic
+from streams.demo import plot, runner, services
+from streams.demo.dataset import DATASETS, load, malformed, messages
+from streams.demo.live import LiveView
+from streams.demo.summary import summarize, tables
+from streams.demo.tracker import RunState, Tracker
+from streams.localservices.paths import cache_dir, run_dir
 
-_MALFORMED = [b"not json", b"[1, 2]", b'{"event_id": "x"}',
-              b'{"event_id": "n", "model": "default", "features": {"x0": NaN}}',
-              b'{"event_id": "u", "model": "nope", "features": {"x0": 1}}']
-
-
-def _without_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``.
-
-    >>> _without_password("redis://:s3cret@host:6379/0")
-    'redis://:***@host:6379/0'
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-async def _create_events_topic(settings: Settings, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **kafka_security_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
+#: Predictions behind the live rolling accuracy.
+LIVE_WINDOW = 500
 
 
 def demo(
-    n: int = typer.Option(20_000, help="Events in the synthetic stream."),
-    drift_at: int = typer.Option(10_000, help="Where the concept changes."),
-    partitions: int = typer.Option(3, help="Partitions of the demo's events topic."),
+    events: int = typer.Option(50_000, min=30, help="Events of the stream (each is sent to "
+                               "every model, so twice with the two default models)."),
+    rate: float = typer.Option(2_500.0, min=0, help="Stream events per second; 0 sends as "
+                               "fast as possible."),
+    models: Path = typer.Option(None, exists=True, dir_okay=False, readable=True,
+                                help="Models file (TOML) instead of the demo's two logistic "
+                                "regressions (one with on_drift = \"reset\")."),
+    partitions: int = typer.Option(1, min=1, help="Partitions of the demo's topics. Each "
+                                   "(model, partition) learns and alerts on its own, so more "
+                                   "partitions mean one alert per partition for each change."),
+    dataset: str = typer.Option("sea", help=f"The stream: {', '.join(DATASETS)} (sea: "
+                                "synthetic, two known drifts; the others: real data River "
+                                "ships, no download)."),
+    out: Path = typer.Option(None, help="Folder for demo.png, summary.json and the worker's "
+                             "log [default: ~/.cache/driftline/demo]."),
+    keep_services: bool = typer.Option(False, "--keep-services", help="Leave Kafka and Redis "
+                                       "running (as `driftline services up` does)."),
+    no_services: bool = typer.Option(False, "--no-services", help="Use the running Kafka and "
+                                     "Redis (DRIFTLINE_KAFKA_BOOTSTRAP / DRIFTLINE_REDIS_URL, "
+                                     "else those of `driftline services up`)."),
+    seed: int = typer.Option(42, help="Seed of the synthetic stream."),
 ) -> None:
-    """Run a worker on a drifting stream and show predictions, alerts and dead letters."""
-    addresses = stack.up()
-    redis_shown = _without_password(addresses.redis_url)
-    typer.echo(f"kafka {addresses.kafka_bootstrap}   redis {redis_shown}")
-    prefix = f"demo{int(time.time())}."
-    folder = run_dir() / prefix.rstrip(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    env = worker_env(addresses.kafka_bootstrap, addresses.redis_url, prefix, folder)
-    settings = Settings(kafka_bootstrap=addresses.kafka_bootstrap, topic_prefix=prefix)
-    asyncio.run(_create_events_topic(settings,
-                                     settings.topic(constants.EVENTS), partitions))
-    worker = WorkerProcess(env, folder / "worker.log").start()
-    typer.echo(f"worker started (log: {worker.log_path})")
+    """Stream a drifting dataset through a real worker; show it live; plot and summarise it."""
+    if keep_services and no_services:
+        raise ConfigError("give at most one of --keep-services and --no-services")
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)  # logs: no wrapping at 80 columns
+
+    def say(text: str) -> None:
+        console.print(f"demo: {text}", soft_wrap=True)
+
+    out = (out or cache_dir() / "demo").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stream = load(dataset, events, seed)
+    text = models.read_text(encoding="utf-8") if models else stream.models_file()
+    config = ModelsConfig.from_toml(text)
+    registry = ModelRegistry(config, cooldown=1)
+    names = list(registry.names)
+    models_path = out / "models.toml"
+    models_path.write_text(text, encoding="utf-8")
+    binary = registry.new_learner(names[0]).label_problem("maybe") is not None
+    bad = malformed(names, binary)
+    total = len(stream.rows) * len(names) + len(bad)
+    actions = {m: spec.drift.on_drift for m, spec in config.models.items()}
+    say(f"{stream.description}; {len(stream.rows):,} events x {len(names)} models "
+        f"({', '.join(f'{m}: on_drift = {a}' for m, a in actions.items())}) + {len(bad)} "
+        f"malformed messages, {partitions} partition(s)")
+    mode: services.Mode = "running" if no_services else "keep" if keep_services else "own"
+    prefix = f"demo-{time.time_ns() // 1_000_000}."
     try:
-        _run(settings, worker, n, drift_at)
-    finally:
-        worker.stop()
-    typer.echo("services keep running: `driftline services down` stops them")
-
-
-def _run(settings: Settings, worker: WorkerProcess, n: int, drift_at: int) -> None:
-    bootstrap = settings.kafka_bootstrap
-    events = list(synthetic_events("sea", n, drift_at, seed=42, model=constants.DEFAULT_MODEL))
-    labels = {e["event_id"]: e["label"] for e in events}
-    started = time.monotonic()
-    asyncio.run(send_events(settings, events, 0.0, n, settings.topic(constants.EVENTS), True))
-    asyncio.run(_send_raw(settings, settings.topic(constants.EVENTS)))
-    security = kafka_security_kwargs(settings)
-    predictions = asyncio.run(read_topic(bootstrap, settings.topic(constants.PREDICTIONS), n, 300,
-                                         **security))
-    elapsed = time.monotonic() - started
-    dead = asyncio.run(read_topic(bootstrap, settings.topic(constants.DEADLETTER),
-                                  len(_MALFORMED), 60, **security))
-    alerts = asyncio.run(read_topic(bootstrap, settings.topic(constants.ALERTS), 0, 5, **security))
-    if not worker.alive():
-        raise typer.Exit(f"the worker stopped; see {worker.log_path}")
-    windows = {"before the drift": Counter(), "2,000 after the drift": Counter()}
-    for record in predictions:
-        p = Prediction.model_validate_json(record.value)
-        index = int(p.event_id.rsplit("-", 1)[1])
-        window = ("before the drift" if index < drift_at else
-                  "2,000 after the drift" if index < drift_at + 2000 else None)
-        if window:
-            windows[window][p.prediction == labels[p.event_id]] += 1
-    typer.echo(f"\n{len(predictions)} predictions for {n} events in {elapsed:.1f}s "
-               f"(produce + score + publish)")
-    for name, counts in windows.items():
-        typer.echo(f"  accuracy {name}: {counts[True] / max(1, counts.total()):.3f}")
-    for record in alerts:
-        a = DriftAlert.model_validate_json(record.value)
-        typer.echo(f"drift alert: model {a.model} partition {a.partition} at {a.event_id} "
-                   f"(error {a.mean_before:.3f} -> {a.mean_after:.3f})")
-    for record in dead:
-        d = DeadLetter.model_validate_json(record.value)
-        typer.echo(f"dead letter: {d.error.type}: {d.error.message[:70]} "
-                   f"payload={orjson.dumps(d.payload)[:40].decode()}")
-
-
-async def _send_raw(settings: Settings, topic: str) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                **kafka_security_kwargs(settings))
-    await producer.start()
-    try:
-        for i, payload in enumerate(_MALFORMED):
-            await producer.send_and_wait(topic, payload, key=f"bad-{i}".encode())
-    finally:
-        await producer.stop()
+        with ExitStack() as stack:
+            addresses = stack.enter_context(services.kafka_and_redis(
+                mode, run_dir() / f"demo-{os.getpid()}", say))
+            settings = Settings(kafka_bootstrap=addresses.kafka_bootstrap, topic_prefix=prefix,
+                                topic_partitions=partitions)
+            (out / "worker" / "worker.log").unlink(missing_ok=True)
+            worker = stack.enter_context(services.worker(
+                settings, addresses.redis_url, models_path, out / "worker", say))
+            state = RunState(total=total, tracker=Tracker(names, stream.labels, LIVE_WINDOW),
+                             started=time.monotonic(), drifts=stream.drifts)
+            title = (f"Driftline demo: {stream.name}, {len(stream.rows):,} events x "
+                     f"{len(names)} models, topics {prefix}*")
+            with LiveView(console, state, title) as view:
+                asyncio.run(runner.run(settings, messages(stream, names, bad), rate, state,
+                                       view, worker))
+            summary = summarize(stream, state.tracker, dict(Counter(m.reason for m in bad)),
+                                total, time.monotonic() - state.started)
+            window = max(50, len(stream.rows) // 100)
+            png = plot.draw(out / "demo.png", state.tracker, stream.drifts, actions,
+                            f"Driftline demo: {stream.description}", window)
+            summary.png = str(png)
+            (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+            for table in tables(summary):
+                console.print(table)
+    except KeyboardInterrupt:
+        console.print("demo: interrupted; everything it started is stopped")
+        raise typer.Exit(130) from None
+    if mode == "keep":
+        say(f"Kafka {addresses.kafka_bootstrap} and Redis "
+            f"{services.without_password(addresses.redis_url)} keep running: "
+            "`driftline services down` stops them")
+    say(f"summary: {out / 'summary.json'}")
+    say(f"picture: {png}")

@@ -1,0 +1,44 @@
+"""The demo's promise, checked in-process: on the default stream, both shipped models alert
+once per true drift, soon after it, and the resetting one recovers faster."""
+
+import pytest
+
+from learners.registry import ModelRegistry
+from schemas.models_file import ModelsConfig
+from streams.demo.dataset import load
+from streams.demo.summary import accuracy
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    stream = load("sea", 50_000, seed=42)
+    registry = ModelRegistry(ModelsConfig.from_toml(stream.models_file()), cooldown=1000)
+    runs = {}
+    for name in registry.names:
+        learner = registry.new_learner(name)
+        alerts, correct = [], []
+        for i, (x, y) in enumerate(stream.rows):
+            step = learner.step(x, y)
+            correct.append(step.prediction == y)
+            if step.signal is not None and step.signal.kind == "worse":
+                alerts.append(i)
+        runs[name] = (alerts, correct)
+    return stream, runs
+
+
+def test_each_model_alerts_once_per_drift_soon_after_it(default_run):
+    stream, runs = default_run
+    assert stream.drifts == (16_666, 33_333)
+    for alerts, _ in runs.values():
+        assert len(alerts) == 2
+        for alert, drift in zip(alerts, stream.drifts, strict=True):
+            assert 0 <= alert - drift < 200
+
+
+def test_the_resetting_model_recovers_faster(default_run):
+    stream, runs = default_run
+    for drift in stream.drifts:
+        after = {m: accuracy(correct, drift, drift + 2000) for m, (_, correct) in runs.items()}
+        before = {m: accuracy(correct, drift - 2000, drift) for m, (_, correct) in runs.items()}
+        assert after["reset"] > after["keep"] + 0.03
+        assert min(before.values()) > 0.98 > max(after.values())
