@@ -184,7 +184,11 @@ class Learner:
             finite = prediction is None or type(prediction) is str or math.isfinite(prediction)
         else:
             finite = math.isfinite(sum(proba.values()))
-        if not finite:
+        if not finite and not self.n_learned:
+            # an unfitted model (e.g. MinMaxScaler before its first event: 0/0) has no
+            # prediction yet, as River's models that return None
+            prediction, proba, scores = None, None, None
+        elif not finite:
             unhealthy = self._heal(x)
             prediction, proba, scores = self._predict(x)
             if not _finite(prediction, proba):

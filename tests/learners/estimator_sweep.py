@@ -260,6 +260,19 @@ def metric_samples() -> Iterator[tuple[str, Any]]:
         yield name, metric
 
 
+def learner_state_samples() -> Iterator[Learner]:
+    """Learners whose own state (not the model's) names more classes: string labels,
+    label-free feature and prediction watchers, a regressor's error quantile."""
+    drift = {"features": True, "prediction": True}
+    for task, pipeline in (("classification", "tree.HoeffdingTreeClassifier()"),
+                           ("regression", "linear_model.LinearRegression()")):
+        learner = Learner.from_spec(ModelSpec(task=task, pipeline=pipeline, drift=drift),
+                                    cooldown=100)
+        for x, y in events(task, 300, mixed=task == "classification"):
+            learner.step(x, str(y) if task == "classification" else y)
+        yield learner
+
+
 if __name__ == "__main__":
     from learners import safe_pickle
 
@@ -273,6 +286,8 @@ if __name__ == "__main__":
         seen |= safe_pickle.referenced_globals(safe_pickle.dumps(learner))
     for _, metric in metric_samples():
         seen |= safe_pickle.referenced_globals(safe_pickle.dumps(metric))
+    for sample in learner_state_samples():
+        seen |= safe_pickle.referenced_globals(safe_pickle.dumps(sample))
     seen |= {(c.__module__, c.__qualname__) for c in parser_classes().values()}
     for module, name in sorted(seen):
         if module != "learners.safe_pickle" and isinstance(

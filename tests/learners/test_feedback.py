@@ -194,7 +194,7 @@ def test_learn_delayed_equals_river_with_delay():
 def test_learn_delayed_regression_and_anomaly():
     reg = fresh_learner(ModelSpec(task="regression", pipeline="linear_model.LinearRegression()"))
     step = learn_delayed(reg, {"x": 1.0}, (0.5, None), 2.0)
-    assert step.learned and reg.metric.get() == 1.5 and reg.watcher.mean == 1.5
+    assert step.learned and reg.metric.get() == 1.5 and reg.watcher.n_seen == 1
     anomaly = fresh_learner(ModelSpec(task="anomaly", pipeline="anomaly.HalfSpaceTrees()"))
     assert not learn_delayed(anomaly, {"x": 1.0}, (0.9, None), True).learned
     assert anomaly.n_learned == 0 and anomaly.metric.cms[0].total_weight == 1  # ROCAUC took it
