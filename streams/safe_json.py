@@ -49,6 +49,8 @@ def _default(obj: Any) -> Any:
 def _key(key: Any) -> Any:
     if isinstance(key, np.generic):
         key = key.item()
+    if isinstance(key, int) and not isinstance(key, bool) and not -(2**63) <= key < 2**64:
+        return str(key)  # orjson's integer keys are 64-bit too
     return key if isinstance(key, str | int | float | bool) or key is None else str(key)
 
 

@@ -122,7 +122,10 @@ def learned_processor(task: str, metric: str, n: int = 30) -> EventProcessor:
 def test_models_serialises_every_metric_the_models_file_accepts(metric):
     exercised = 0
     for task in PIPELINES:
-        proc = learned_processor(task, metric)
+        try:
+            proc = learned_processor(task, metric)
+        except ConfigError:  # the registry refuses a metric that does not fit the task
+            continue
         learner = proc.partitions[0].learners["m"]
         exercised += learner.n_learned > 0 and proc.counts["dead", "model_error"] == 0
         body = orjson.loads(dumps(web.models_view(SimpleNamespace(processor=proc,
@@ -191,7 +194,8 @@ def test_no_token_configured_refuses_every_guarded_request():
 def test_every_secret_setting_is_a_secret_str():
     secret_words = ("key", "password", "token", "secret")
     fields = Settings.model_fields
-    secret = {name for name in fields if any(w in name for w in secret_words)} | {"redis_url"}
+    secret = {name for name in fields if any(w in name for w in secret_words)
+              and not name.endswith("file")} | {"redis_url"}  # *_keyfile: a path
     assert {"checkpoint_key", "web_token", "redis_url"} <= secret
     for name in secret:
         assert "SecretStr" in str(fields[name].annotation), name
