@@ -88,3 +88,13 @@ class DriftWatcher:
     def reset(self) -> None:
         """Forget the window (after the model itself was reset); keep the cooldown."""
         self._adwin = drift.ADWIN(delta=self.delta)
+
+
+def watched_signal(task: str) -> Literal["score", "error"]:
+    """What ADWIN watches for a model of ``task``: anomaly models their score, others
+    their error. The one place this rule is written (alerts, metrics labels).
+
+    >>> watched_signal("anomaly"), watched_signal("regression")
+    ('score', 'error')
+    """
+    return "score" if task == "anomaly" else "error"

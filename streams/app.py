@@ -1,13 +1,12 @@
-"""The Faust app that hosts Driftline: lifecycle, signals, producer and web server.
+"""The Faust app that hosts Driftline: lifecycle, signals and web server.
 
 Faust's own consumer and producer are switched off (documented
-:class:`BootStrategy` options); events are consumed and outputs produced by
-:class:`streams.scoring.ScoringService`, which the app starts after its web server
-and stops first.
+:class:`BootStrategy` options); events are consumed and outputs produced with
+aiokafka by :class:`streams.scoring.ScoringService`, which the app starts after its
+web server and stops first.
 """
 
 import faust
-import redis.asyncio as aioredis
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
@@ -16,8 +15,6 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams import web
-from streams.checkpoint_store import CheckpointStore
-from streams.checkpointer import Checkpointer
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.scoring import ScoringService
@@ -35,7 +32,7 @@ class DriftlineApp(faust.App):
     scoring: ServiceT | None = None
 
     async def on_started_init_extra_services(self) -> None:
-        """Start the scoring service once the producer and web server run."""
+        """Start the scoring service once the web server runs."""
         await super().on_started_init_extra_services()
         if self.scoring is not None:
             await self.add_runtime_dependency(self.scoring)
@@ -56,21 +53,20 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     metrics = Metrics()
     metrics.declare({name: spec.task for name, spec in registry.config.models.items()},
                     constants.DEADLETTER_REASONS)
+    check_checkpoint_key(settings)
     processor = EventProcessor(settings, registry)
-    checkpointer = make_checkpointer(settings, metrics) if settings.checkpoints else None
-    app.scoring = scoring = ScoringService(app, settings, processor, metrics, checkpointer)
+    app.scoring = scoring = ScoringService(app, settings, processor, metrics)
     web.install(app, scoring)
     return app
 
 
-def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
-    """The checkpointer of one worker: Redis store, signing key, schedule."""
-    if settings.checkpoint_key is None or not settings.checkpoint_key.get_secret_value():
+def check_checkpoint_key(settings: Settings) -> None:
+    """Refuse to start with checkpoints on and no signing key.
+
+    Raises:
+        ConfigError: one line saying what to set.
+    """
+    if settings.checkpoints and (settings.checkpoint_key is None
+                                 or not settings.checkpoint_key.get_secret_value()):
         raise ConfigError("DRIFTLINE_CHECKPOINT_KEY is not set: checkpoints are signed with it "
                           "(or set DRIFTLINE_CHECKPOINTS=false to run without them)")
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(),
-                                     socket_timeout=2.0, socket_connect_timeout=2.0)
-    store = CheckpointStore(client, settings.checkpoint_key.get_secret_value().encode(),
-                            settings.checkpoint_keep, settings.app_id,
-                            settings.topic(constants.EVENTS))
-    return Checkpointer(store, settings, metrics)

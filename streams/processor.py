@@ -11,24 +11,29 @@ skipped.
 >>> from schemas.settings import Settings
 >>> from streams.records import Record
 >>> proc = EventProcessor(Settings(topic_prefix="d."), ModelRegistry(ModelsConfig.default(), 100))
->>> out = proc.process([Record("d.events", 0, 0, b"k",
+>>> _ = proc.partition(0)  # assigned and restored (fresh)
+>>> result = proc.process_batch([Record("d.events", 0, 0, b"k",
 ...     b'{"event_id": "e1", "model": "default", "features": {"x": 1.0}, "label": true}', None),
 ...     Record("d.events", 0, 1, b"k", b"oops", None)], at="2026-01-01T00:00:00.000Z")
->>> [(o.topic, o.key) for o in out]
+>>> [(o.topic, o.key) for o in result.outputs]
 [('d.predictions', b'k'), ('d.deadletter', b'k')]
+>>> result.scored, result.dead, result.last_offsets, result.processed
+({'default': 1}, {'invalid_json': 1}, {0: 1}, 2)
 """
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from learners.drift import DriftSignal
-from learners.partition import PartitionLearners
+from learners.drift import DriftSignal, watched_signal
+from learners.partition_state import Partitions, PartitionState
 from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.event import Event
@@ -49,6 +54,46 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What processing a batch did; built by :meth:`EventProcessor.process_batch`.
+
+    ``outputs`` are in publish order; ``processed`` records of the input were handled
+    (the rest, if a deadline stopped the batch, must come next, in order);
+    ``last_offsets`` is the last handled offset per partition. Counts are per model
+    (``scored``, ``learned``), per dead-letter reason (``dead``), per (model, signal
+    kind) for ADWIN detections (``drift``) and per (model, watched signal) for alerts.
+    ``origins_ms`` holds each scored event's time (its ``timestamp``, else the Kafka
+    record's), epoch ms, for the end-to-end latency.
+    """
+
+    outputs: list[Output]
+    processed: int
+    last_offsets: Mapping[int, int]
+    scored: Mapping[str, int] = field(default_factory=dict)
+    learned: Mapping[str, int] = field(default_factory=dict)
+    dead: Mapping[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    drift: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    alerts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    origins_ms: Sequence[float] = ()
+
+
+class _Tally:
+    """The mutable counts of one batch in progress (frozen into a :class:`BatchResult`)."""
+
+    __slots__ = ("alerts", "dead", "drift", "learned", "origins_ms", "scored", "skipped")
+
+    def __init__(self) -> None:
+        self.scored: Counter[str] = Counter()
+        self.learned: Counter[str] = Counter()
+        self.dead: Counter[str] = Counter()
+        self.skipped = 0
+        self.drift: Counter[tuple[str, str]] = Counter()
+        self.alerts: Counter[tuple[str, str]] = Counter()
+        self.origins_ms: list[float] = []
+
+
 class EventProcessor:
     """Validate, score, learn and watch drift for batches of records.
 
@@ -66,31 +111,48 @@ class EventProcessor:
                  on_signal: Callable[[str, int, DriftSignal], None] | None = None) -> None:
         self.settings = settings
         self.registry = registry
-        self.partitions: dict[int, PartitionLearners] = {}
+        self.partitions = Partitions(registry, checkpoints=settings.checkpoints)
         self.on_signal = on_signal
         self._predictions = settings.topic(constants.PREDICTIONS)
         self._deadletter = settings.topic(constants.DEADLETTER)
         self._alerts = settings.topic(constants.ALERTS)
         self._known = set(registry.names)
-        self.skipped = 0
-        self.counts: Counter[tuple[str, ...]] = Counter()
-        #: When each scored event happened (its ``timestamp``, else the Kafka record's),
-        #: epoch ms, for the end-to-end latency metric; the caller empties it.
-        self.origins_ms: list[float] = []
+        self._tally = _Tally()
 
-    def partition(self, partition: int) -> PartitionLearners:
-        """The learners of ``partition`` (fresh if none were restored)."""
-        part = self.partitions.get(partition)
-        if part is None:
-            part = self.partitions[partition] = PartitionLearners(self.registry)
-        return part
+    def partition(self, partition: int) -> PartitionState:
+        """The active state of ``partition``, assigned and started fresh if this processor
+        does not own it yet (for tools and tests; the consumer loop assigns and restores)."""
+        state = self.partitions.active(partition)
+        if state is None:
+            state = self.partitions.assign(partition)
+            state.restore({})
+        return state
 
-    def process(self, records: Iterable[Record], at: str | None = None) -> list[Output]:
+    def process(self, records: Sequence[Record], at: str | None = None) -> list[Output]:
         """Handle ``records`` in order; return what to publish, in order."""
+        return self.process_batch(records, at).outputs
+
+    def process_batch(self, records: Sequence[Record], at: str | None = None,
+                      deadline: float | None = None) -> BatchResult:
+        """Handle ``records`` in order (each partition's state must be active).
+
+        With ``deadline`` (a ``time.monotonic()`` value), stop after the record during
+        which it passed: ``result.processed`` tells how many were handled (at least one).
+
+        Raises:
+            KeyError: a record of a partition that is not active here (a caller bug).
+        """
         at = at or utc_now()
         out: list[Output] = []
+        tally = self._tally = _Tally()
+        last: dict[int, int] = {}
+        done = 0
         for record in records:
-            part = self.partition(record.partition)
+            part = self.partitions.active(record.partition)
+            if part is None:
+                raise KeyError(f"partition {record.partition} is not active on this worker")
+            done += 1
+            last[record.partition] = record.offset
             if part.seen(record.offset):
                 self._skip()
                 continue
@@ -99,9 +161,13 @@ class EventProcessor:
             except Exception as exc:
                 self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [], at, out)
             part.advance(record.offset)
-        return out
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return BatchResult(out, done, last, dict(tally.scored), dict(tally.learned),
+                           dict(tally.dead), tally.skipped, dict(tally.drift),
+                           dict(tally.alerts), tuple(tally.origins_ms))
 
-    def _one(self, record: Record, part: PartitionLearners, at: str, out: list[Output]) -> None:
+    def _one(self, record: Record, part: PartitionState, at: str, out: list[Output]) -> None:
         value = record.value
         if value is None:
             return self._dead(record, "tombstone",
@@ -139,12 +205,12 @@ class EventProcessor:
         except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
         origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
+        tally = self._tally
         if origin is not None:
-            self.origins_ms.append(origin)
-        counts = self.counts
-        counts["scored", event.model] += 1
+            tally.origins_ms.append(origin)
+        tally.scored[event.model] += 1
         if step.learned:
-            counts["learned", event.model] += 1
+            tally.learned[event.model] += 1
         out.append(Output(self._predictions, record.key, orjson.dumps({
             "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
             "scores": step.scores, "model_version": step.version, "learned": step.learned,
@@ -152,10 +218,11 @@ class EventProcessor:
         }, option=orjson.OPT_SERIALIZE_NUMPY)))
         signal = step.signal
         if signal is not None:
-            counts["drift", event.model, signal.kind] += 1
+            tally.drift[event.model, signal.kind] += 1
             if self.on_signal is not None:
                 self.on_signal(event.model, record.partition, signal)
             if signal.kind == "worse":
+                tally.alerts[event.model, watched_signal(learner.task)] += 1
                 learner.last_alert = {"offset": record.offset, "event_id": event.event_id,
                                       "at": at}
                 log.warning("drift alert: error %.4f -> %.4f, action %s", signal.mean_before,
@@ -170,7 +237,7 @@ class EventProcessor:
         spec = self.registry.config.models[event.model]
         return Output(self._alerts, event.model.encode(), orjson.dumps({
             "model": event.model, "partition": record.partition,
-            "signal": "score" if task == "anomaly" else "error", "detector": "ADWIN",
+            "signal": watched_signal(task), "detector": "ADWIN",
             "delta": spec.drift.delta, "offset": record.offset, "event_id": event.event_id,
             "n_seen": signal.n_seen, "mean_before": signal.mean_before,
             "mean_after": signal.mean_after, "width": signal.width, "at": at,
@@ -197,12 +264,11 @@ class EventProcessor:
                           details, at, out)
 
     def _skip(self) -> None:
-        self.skipped += 1
-        self.counts["skipped", ""] += 1
+        self._tally.skipped += 1
 
     def _dead(self, record: Record, error_type: str, message: str, details: list[Any],
               at: str, out: list[Output]) -> None:
-        self.counts["dead", error_type] += 1
+        self._tally.dead[error_type] += 1
         log.warning("dead letter %s: %s", error_type, message[:200],
                     extra={"partition": record.partition, "offset": record.offset})
         out.append(Output(self._deadletter, deadletter_key(record.key), dead_letter(

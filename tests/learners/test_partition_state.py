@@ -94,7 +94,7 @@ class Worker(RuleBasedStateMachine):
         assert state.committable() == (state.offset if state.offset >= 0 else None)
         # The consumer seeks past the restored offset, else resumes from the group's.
         self.position[p] = state.offset + 1 if restored else self.group_committed[p] + 1
-        for model, (offset, learner) in restored.items():
+        for offset, learner in restored.values():
             assert learner.offsets == list(range(offset + 1)), "a checkpoint lost or repeated"
 
     @rule(p=st.sampled_from(PARTITIONS), n=st.integers(1, 5), delivered=st.booleans())
