@@ -119,9 +119,9 @@ class PartitionState:
 
     def learner(self, name: str) -> Learner:
         """The learner of model ``name`` on this partition (fresh if never seen)."""
-        self._require(Phase.ACTIVE, "use a learner of")
         learner = self.learners.get(name)
         if learner is None:
+            self._require(Phase.ACTIVE, "use a learner of")
             learner = self.learners[name] = self.registry.new_learner(name)
         return learner
 
@@ -158,7 +158,8 @@ class PartitionState:
 
     def advance(self, offset: int) -> None:
         """The event at ``offset`` has been applied to the learners."""
-        self._require(Phase.ACTIVE, "process")
+        if self.phase is not Phase.ACTIVE:
+            self._require(Phase.ACTIVE, "process")
         if offset <= self.processed:
             raise StateError(f"partition {self.partition}: offset {offset} processed after "
                              f"{self.processed}; a partition's events go in order, once")

@@ -147,10 +147,12 @@ class EventProcessor:
         tally = self._tally = _Tally()
         last: dict[int, int] = {}
         done = 0
+        partition, part = None, None
         for record in records:
-            part = self.partitions.active(record.partition)
-            if part is None:
-                raise KeyError(f"partition {record.partition} is not active on this worker")
+            if record.partition != partition:
+                partition, part = record.partition, self.partitions.active(record.partition)
+                if part is None:
+                    raise KeyError(f"partition {partition} is not active on this worker")
             done += 1
             last[record.partition] = record.offset
             if part.seen(record.offset):
