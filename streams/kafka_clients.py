@@ -6,7 +6,7 @@ client starts and closes it.
 
 >>> s = Settings(kafka_bootstrap="k:9092", app_id="demo", topic_prefix="d.")
 >>> connection(s)
-{'bootstrap_servers': 'k:9092'}
+{'bootstrap_servers': 'k:9092', 'security_protocol': 'PLAINTEXT'}
 >>> consumer_options(s)["group_id"], consumer_options(s)["metadata_max_age_ms"]
 ('demo', 5000)
 >>> producer_options(s)["acks"], producer_options(s, acks=1)["acks"]

@@ -24,6 +24,8 @@ import faust
 from aiokafka import TopicPartition
 from mode import Service
 
+from learners import checkpoint
+from learners.partition_state import Partitions
 from schemas import constants
 from schemas.settings import Settings
 from streams import undecodable
@@ -185,12 +187,18 @@ class ScoringLoop:
                 m.lag.labels(partition=str(partition)).set(max(0, high - state.delivered - 1))
             if state.durable_at is not None:
                 m.checkpoint_age.labels(partition=str(partition)).set(now - state.durable_at)
-            for name, learner in state.learners.items():
-                labels = {"model": name, "partition": str(partition)}
-                m.model_metric.labels(metric=learner.spec.metric, **labels).set(
-                    metric_number(learner.metric))
-                m.adwin_width.labels(**labels).set(learner.watcher.width)
-                m.adwin_mean.labels(**labels).set(learner.watcher.mean)
+        model_gauges(m, self.partitions)
+
+
+def model_gauges(metrics: Metrics, partitions: Partitions) -> None:
+    """Set each learner's metric and ADWIN gauges (read at scrape time)."""
+    for partition, state in partitions.items():
+        for name, learner in state.learners.items():
+            labels = {"model": name, "partition": str(partition)}
+            metrics.model_metric.labels(metric=learner.spec.metric, **labels).set(
+                metric_number(learner.metric))
+            metrics.adwin_width.labels(**labels).set(learner.watcher.width)
+            metrics.adwin_mean.labels(**labels).set(learner.watcher.mean)
 
 
 class ScoringService(Service):
@@ -221,9 +229,11 @@ class ScoringService(Service):
                 if state.active or not restored]
 
     def refresh_gauges(self) -> None:
-        """See :meth:`ScoringLoop.refresh_gauges`."""
+        """See :meth:`ScoringLoop.refresh_gauges` (only the models' gauges before it runs)."""
         if self.scoring is not None:
             self.scoring.refresh_gauges()
+        else:
+            model_gauges(self.metrics, self.processor.partitions)
 
     async def on_start(self) -> None:
         """Create missing topics and the clients, join the consumer group, start the loop."""
@@ -234,12 +244,12 @@ class ScoringService(Service):
         self._closers.append(producer.stop)
         checkpointer = None
         if settings.checkpoints:
-            assert settings.checkpoint_key is not None
-            client = make_redis(settings)
+            key = checkpoint.signing_key(
+                settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
+            client = make_redis(settings, socket_timeout=2.0, socket_connect_timeout=2.0)
             self._closers.append(client.aclose)
-            store = CheckpointStore(client, settings.checkpoint_key.get_secret_value().encode(),
-                                    settings.checkpoint_keep, settings.app_id,
-                                    settings.topic(constants.EVENTS))
+            store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
+                                    settings.topic(constants.EVENTS), settings.redis_prefix)
             checkpointer = Checkpointer(store, settings, self.metrics)
             checkpointer.start()
             self._closers.append(checkpointer.stop)

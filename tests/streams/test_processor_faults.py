@@ -39,8 +39,10 @@ pipeline = "anomaly.HalfSpaceTrees(seed=1)"
 
 @pytest.fixture
 def processor():
-    return EventProcessor(Settings(topic_prefix="p."),
+    proc = EventProcessor(Settings(topic_prefix="p."),
                           ModelRegistry(ModelsConfig.from_toml(MODELS), cooldown=10))
+    proc.partition(0)  # assigned and started fresh
+    return proc
 
 
 def rec(offset, value):

@@ -107,6 +107,7 @@ def learned_processor(task: str, metric: str, n: int = 30) -> EventProcessor:
     config = ModelsConfig.from_toml(
         f'[models.m]\ntask = "{task}"\npipeline = "{PIPELINES[task]}"\nmetric = "{metric}"\n')
     proc = EventProcessor(Settings(topic_prefix="w."), ModelRegistry(config, 100))
+    proc.partition(0)  # assigned and started fresh
     records = []
     for i in range(n):
         x = {"a": math.sin(i), "b": float(i % 7)}
