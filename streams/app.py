@@ -18,6 +18,7 @@ from schemas import constants
 from schemas.settings import Settings
 from streams import incidents, web
 from streams.kafka_clients import ensure_topics
+from streams.kafka_security import faust_credentials
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.scoring import ScoringService
@@ -59,6 +60,7 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     app = DriftlineApp(
         f"{settings.app_id}-worker",
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),  # the incidents agent's clients
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
