@@ -40,6 +40,9 @@ for i = 2, #KEYS do
 end
 return 0
 """
+#: Bytes per second a checkpoint write is given on top of the client's socket timeout, so
+#: a big checkpoint is not cut off by a timeout meant for small commands.
+WRITE_BANDWIDTH = 10_000_000
 #: Refusals logged per model and restore; the rest are counted in one line.
 _WARNINGS_PER_MODEL = 3
 
@@ -57,6 +60,8 @@ class Restored:
     #: Models whose only verifying versions are older than the commit named:
     #: model -> (offset, learner, digest) of the newest of them.
     older: dict[str, tuple[int, Learner, str]] = field(default_factory=dict)
+    #: Models in ``older`` whose newer versions were there but refused (corrupt).
+    fallback: set[str] = field(default_factory=set)
 
 
 class CheckpointStore:
@@ -84,16 +89,43 @@ class CheckpointStore:
         """Redis hash model -> newest checkpointed offset, for one partition."""
         return f"{self.prefix}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
 
+    def write_timeout(self, size: int) -> float | None:
+        """Socket timeout (s) for writing ``size`` bytes: the client's own plus
+        ``size / WRITE_BANDWIDTH``; None when the client has no timeout.
+
+        >>> import redis.asyncio as aioredis
+        >>> store = CheckpointStore(aioredis.Redis(socket_timeout=2.0), b"k" * 32, 5, "g", "t")
+        >>> store.write_timeout(100_000_000)
+        12.0
+        """
+        base = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        return None if base is None else base + size / WRITE_BANDWIDTH
+
     async def save(self, partition: int, blobs: dict[str, tuple[int, bytes]]) -> int:
-        """Store one partition's (offset, blob) per model atomically, each only if newer
-        than the stored one; return how many models already had a newer checkpoint."""
+        """Store one partition's (offset, blob) per model atomically; returns 0 (kept for
+        callers that counted refused writes: nothing in Redis refuses one any more).
+
+        The write's socket timeout grows with its size (:meth:`write_timeout`)."""
         models = list(blobs)
         keys = [self.offsets_key(partition)] + [self.versions_key(partition, m) for m in models]
         args: list[object] = [self.keep]
         for model in models:
             offset, blob = blobs[model]
             args += [model, offset, blob]
-        return int(await self._save(keys=keys, args=args))
+        size = sum(len(blob) for _, blob in blobs.values())
+        timeout = self.write_timeout(size)
+        if timeout is None or size < WRITE_BANDWIDTH // 10:
+            return int(await self._save(keys=keys, args=args))
+        async with self.client.client() as single:  # one connection, its timeout raised
+            await single.initialize()
+            connection = single.connection
+            assert connection is not None
+            base = connection.socket_timeout
+            connection.socket_timeout = timeout
+            try:
+                return int(await self._save(keys=keys, args=args, client=single))
+            finally:
+                connection.socket_timeout = base
 
     def rollback_key(self, partition: int, model: str) -> str:
         """Redis key of (partition, model)'s signed rollback marker."""
@@ -122,6 +154,9 @@ class CheckpointStore:
                 if blob is None:
                     break
                 try:
+                    if least is not None and model in found.older and (
+                            checkpoint.read_header(blob, self.key)[0].offset < least):
+                        continue  # an older one is in hand: do not unpickle another
                     header, learner = checkpoint.load(blob, self.where(partition, model),
                                                       self.key)
                 except CheckpointError as exc:
@@ -136,6 +171,8 @@ class CheckpointStore:
                 if least is not None and header.offset < least:
                     if model not in found.older:
                         found.older[model] = (header.offset, learner, digest(blob))
+                        if refused:
+                            found.fallback.add(model)
                     continue
                 found.learners[model] = (header.offset, learner)
                 found.digests[model] = digest(blob)

@@ -182,7 +182,9 @@ class Checkpointer:
 
         ``named``: the checkpoints the group's committed offset names (its metadata). A
         model's restored version must reflect at least the named offset; an older one is
-        taken only when a rollback asked for it (a signed marker, honoured once).
+        taken only when a rollback asked for it (a signed marker, honoured once), or when
+        the newer versions are there but refused (corrupt: replaying from the previous one
+        is exact), never when they are missing.
 
         Raises:
             ServiceError: one line: Redis stayed unreachable for
@@ -198,6 +200,16 @@ class Checkpointer:
             self.metrics.checkpoint_rejected.labels(reason=exc.reason).inc()
         for model, (offset, learner, digest) in found.older.items():
             if model in found.learners:
+                continue
+            if model in found.fallback:
+                # The newer versions are stored but do not verify: replaying from the
+                # previous good one is exact (a gap below the log start is counted).
+                log.warning("partition %s model %s: the checkpoint the commit names (offset "
+                            "%s) is refused; falling back to offset %s and replaying after it",
+                            partition, model, named[model].offset, offset,
+                            extra={"partition": partition, "model": model})
+                found.learners[model] = (offset, learner)
+                found.digests[model] = digest
                 continue
             if await self._retrying(partition, lambda m=model, o=offset:
                                     self.store.take_rollback(partition, m, o)):

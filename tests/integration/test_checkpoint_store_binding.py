@@ -65,6 +65,13 @@ def test_the_commit_decides_not_the_head_nor_the_unsigned_hash(redis_url, topic_
         await client.set(store.rollback_key(0, "default"), b"499:forged")
         with pytest.raises(ServiceError, match="older than"):
             await checkpointer(store).restore(0, ("default",), named)
+        # A newer version that is there but corrupt falls back (replay is exact).
+        corrupt = bytearray(blobs[0])
+        corrupt[-3] ^= 0x01
+        await client.lpush(key, bytes(corrupt))
+        found = await checkpointer(store).restore(0, ("default",), named)
+        assert found.learners["default"][0] == 499
+        await client.lpop(key)
         # With `fresh`, the model starts afresh and the start is counted.
         metrics = Metrics()
         found = await checkpointer(store, metrics, checkpoint_unverifiable="fresh").restore(
@@ -106,3 +113,22 @@ def test_a_refusal_stops_with_its_own_line(redis_url, topic_prefix):
             await checkpointer(other, metrics).restore(0, ("default",))
         assert metrics.checkpoint_rejected.labels(reason="signature")._value.get() == 1
     run_with_store(redis_url, topic_prefix, body)
+
+
+def test_a_big_write_gets_a_timeout_scaled_to_its_size(redis_url, topic_prefix):
+    async def go():
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=0.01)
+        store = CheckpointStore(client, KEY.encode(), 5, f"{topic_prefix}app",
+                                f"{topic_prefix}events")
+        blob = b"x" * 60_000_000  # far more than 0.01 s of socket time
+        try:
+            assert await store.save(0, {"default": (1, blob)}) == 0
+            assert store.write_timeout(len(blob)) == 0.01 + 6.0
+            check = aioredis.Redis.from_url(redis_url)
+            assert await check.llen(store.versions_key(0, "default")) == 1
+            await check.aclose()
+            pool = client.connection_pool
+            assert all(c.socket_timeout == 0.01 for c in pool._available_connections)
+        finally:
+            await client.aclose()
+    asyncio.run(go())
