@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams import commit_metadata
-from streams.commit_metadata import Identity, decode, encode
+from streams.commit_metadata import Identity, LogPosition, decode, encode
 from tests.streams.test_loop import assign, loop_record, make_loop, wait_until
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
@@ -67,3 +67,41 @@ def test_each_commit_names_the_checkpoint_that_covers_it():
     blob = store.saved[0]["default"][1]
     assert offset == 3
     assert decode(metadata) == {"default": Identity(2, commit_metadata.digest(blob))}
+
+
+def fit(policy, learners, position):
+    loop, *_ = make_loop(checkpoint_unverifiable=policy)
+    return loop.rebalancer._fit_log(0, learners, position), loop.metrics
+
+
+def test_a_resume_offset_inside_the_log_changes_nothing():
+    learner = object()
+    (kept, seek), metrics = fit("stop", {"m": (99, learner)},
+                                LogPosition(100, None, start=0, end=150))
+    assert kept == {"m": (99, learner)} and seek is None
+    assert metrics.offset_gaps.labels(partition="0")._value.get() == 0
+
+
+def test_a_resume_offset_below_the_log_start_is_a_counted_gap():
+    learner = object()
+    (kept, seek), metrics = fit("stop", {"m": (99, learner), "n": (149, learner)},
+                                LogPosition(150, None, start=130, end=400))
+    assert kept.keys() == {"m", "n"} and seek == 130  # resumes after the lowest: 100
+    assert metrics.offset_gaps.labels(partition="0")._value.get() == 1
+    assert metrics.offset_gap_events.labels(partition="0")._value.get() == 30
+
+
+def test_a_resume_offset_past_the_log_end_stops_or_starts_afresh():
+    import pytest
+
+    from streams.exceptions import ServiceError
+    position = LogPosition(300, None, start=0, end=100)
+    with pytest.raises(ServiceError, match=r"^partition 0: the checkpoint resumes at offset "
+                                           r"300, past the log end 100 .*; stopping"):
+        fit("stop", {"default": (299, object())}, position)
+    (kept, seek), metrics = fit("fresh", {"default": (299, object())}, position)
+    assert kept == {} and seek == 0
+    assert metrics.offset_out_of_range.labels(partition="0")._value.get() == 1
+    assert metrics.fresh_starts.labels(model="default")._value.get() == 1
+    (kept, seek), _ = fit("stop", {}, LogPosition(None, None, start=0, end=0))
+    assert kept == {} and seek is None  # nothing committed, nothing restored: no opinion
