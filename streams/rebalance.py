@@ -28,6 +28,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from learners.learner import Learner
 from learners.partition_state import Partitions, PartitionState, Phase
 from learners.registry import ModelRegistry
+from schemas.exceptions import DriftlineError
 from streams.checkpointer import Checkpointer
 from streams.commit_metadata import Identity, LogPosition, read_position
 from streams.commits import Committer
@@ -121,7 +122,10 @@ class Rebalancer(ConsumerRebalanceListener):
                 tp.partition, self.registry.names, None if position is None else position.named)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # one line, no traceback: the worker stops on it
+            if not isinstance(exc, DriftlineError):
+                exc = ServiceError(f"partition {tp.partition}: restore failed: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
             log.error("restore failed, stopping: %s", exc)
             self.on_fatal(exc)
             return

@@ -27,6 +27,7 @@ from mode import Service
 from learners import checkpoint
 from learners.partition_state import Partitions
 from schemas import constants
+from schemas.exceptions import DriftlineError
 from schemas.settings import Settings
 from streams import undecodable
 from streams.checkpoint_store import CheckpointStore
@@ -43,6 +44,20 @@ from streams.redis_client import make_redis
 from streams.safe_json import metric_number
 
 log = logging.getLogger(__name__)
+
+
+class _OneLineErrors(logging.Filter):
+    """A :class:`DriftlineError` is said in one line where it happens; drop the traceback
+    mode attaches when it logs the service's crash with it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DriftlineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+log.addFilter(_OneLineErrors())
 
 
 class Consumer(OffsetCommitter, Positions, Protocol):
@@ -264,6 +279,10 @@ class ScoringService(Service):
     async def _run(self, loop: ScoringLoop) -> None:
         try:
             await loop.run()
+        except DriftlineError as exc:  # said in one line where it happened: no traceback
+            log.error("stopping the worker: %s", exc)
+            await self.crash(exc)
+            raise
         except Exception as exc:
             log.exception("scoring loop failed; stopping the worker")
             await self.crash(exc)

@@ -175,3 +175,20 @@ def test_a_topic_recreated_under_a_checkpoint_stops_the_partition(
     assert stopped(worker) != 0
     assert (f"partition 0: the checkpoint resumes at offset {len(events)}, past the log end "
             "100 (topic deleted, re-created or truncated?); stopping") in worker.log()
+
+
+def test_a_redis_key_of_the_wrong_type_stops_the_worker_in_one_line(
+        kafka, redis_url, topic_prefix, start_worker):
+    """Junk of another Redis type where a model's versions belong: the worker stops with
+    one line saying so, never a traceback, and scores nothing."""
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    client = redis.Redis.from_url(redis_url)
+    client.set(versions_key(topic_prefix), b"junk")
+    client.close()
+    send_stream(kafka.bootstrap, f"{topic_prefix}events", 10, seed=3)
+    worker = start_worker(**ENV)
+    assert stopped(worker) != 0
+    log = worker.log()
+    assert "partition 0: restore failed: ResponseError: WRONGTYPE" in log
+    assert "Traceback" not in log
+    assert count(kafka.bootstrap, f"{topic_prefix}predictions") == 0
