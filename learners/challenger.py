@@ -81,6 +81,36 @@ class Promoted:
     window: int
     metric: str
     pipeline: str
+    #: The pipeline of the champion it replaces: None for the models file's own.
+    champion_pipeline: str | None = None
+    #: Promotions so far, this one included.
+    generation: int = 0
+
+
+def promotion_message(model: str, partition: int, offset: int, event_id: str,
+                      promoted: Promoted, spec: ChallengerSpec, champion_pipeline: str,
+                      at: str) -> dict[str, Any]:
+    """The ``promotion`` message published on ``<prefix>incidents`` (see
+    :class:`schemas.outputs.Promotion`); ``champion_pipeline``: the models file's, used
+    when ``promoted`` replaced it.
+
+    >>> from schemas.models_file import ChallengerSpec
+    >>> done = Promoted(0.7, 0.8, 500, 500, "Accuracy", "tree.HoeffdingTreeClassifier()",
+    ...                 None, 1)
+    >>> msg = promotion_message("m", 0, 41, "e41", done, ChallengerSpec(pipeline=done.pipeline),
+    ...                         "linear_model.LogisticRegression()", "2026-01-01T00:00:00Z")
+    >>> msg["promotion_id"] == promotion_id("m", 0, 41), msg["champion_pipeline"]
+    (True, 'linear_model.LogisticRegression()')
+    """
+    return {"type": "promotion", "promotion_id": promotion_id(model, partition, offset),
+            "model": model, "partition": partition, "offset": offset, "event_id": event_id,
+            "metric": promoted.metric, "champion_metric": promoted.champion,
+            "challenger_metric": promoted.challenger, "window": promoted.window,
+            "n_compared": promoted.n_compared, "margin": spec.margin,
+            "promote_on": spec.promote_on,
+            "champion_pipeline": promoted.champion_pipeline or champion_pipeline,
+            "challenger_pipeline": promoted.pipeline, "generation": promoted.generation,
+            "at": at}
 
 
 class Challenger:
@@ -103,6 +133,8 @@ class Challenger:
         self.generation = 0
         self.n_failed = 0
         self.armed = False
+        #: The pipeline of the promoted challenger now served; None: the models file's.
+        self.serving: str | None = None
         self._fresh()
 
     def _fresh(self) -> None:
@@ -166,7 +198,7 @@ class Challenger:
         if not (lead > 0 and lead >= spec.margin):  # NaN never promotes
             return None
         return Promoted(champion, challenger, self.n_compared, spec.window, self.metric,
-                        spec.pipeline)
+                        spec.pipeline, self.serving, self.generation + 1)
 
     def values(self) -> tuple[float, float]:
         """(champion, challenger): the metric over the window."""
@@ -176,6 +208,7 @@ class Challenger:
         """The promoted challenger's model; a fresh challenger takes its place."""
         model = self.model
         self.generation += 1
+        self.serving = self.spec.pipeline
         self.armed = False
         self._fresh()
         return model
@@ -198,4 +231,4 @@ class Challenger:
                 "compared": self.n_compared, "min_events": self.spec.min_events,
                 "margin": self.spec.margin, "promote_on": self.spec.promote_on,
                 "armed": self.armed, "learned": self.n_learned, "failed": self.n_failed,
-                "promotions": self.generation}
+                "promotions": self.generation, "serving": self.serving}

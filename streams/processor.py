@@ -27,9 +27,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from learners.challenger import Promoted, promotion_message
 from learners.drift import DriftSignal
 from learners.exceptions import EventRefused, ModelError
 from learners.feature_drift import WatchSignal
+from learners.learner import Learner
 from learners.partition import PartitionLearners
 from learners.registry import ModelRegistry
 from schemas import constants
@@ -88,6 +90,7 @@ class EventProcessor:
         self._predictions = settings.topic(constants.PREDICTIONS)
         self._deadletter = settings.topic(constants.DEADLETTER)
         self._alerts = settings.topic(constants.ALERTS)
+        self._incidents = settings.topic(constants.INCIDENTS)
         self._known = set(registry.names)
         self.skipped = 0
         self.counts: Counter[tuple[str, ...]] = Counter()
@@ -157,11 +160,14 @@ class EventProcessor:
             return None
         except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
-        prediction = _serialise({
+        body = {
             "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
             "scores": step.scores, "model_version": step.version, "learned": step.learned,
             "partition": record.partition, "offset": record.offset, "scored_at": at,
-        })
+        }
+        if step.generation is not None:  # a model with a challenger: who served it
+            body["generation"] = step.generation
+        prediction = _serialise(body)
         learned = " (the model learned the event)" if step.learned else ""
         if prediction is None:
             self._dead(record, "model_error", f"the prediction cannot be serialised as JSON"
@@ -197,7 +203,25 @@ class EventProcessor:
                                        origin))
         if step.watched:
             out.extend(self._watched(event, record, step.watched, at, origin))
+        if step.challenger_failed:
+            counts["challenger_failed", event.model] += 1
+        if step.promoted is not None:
+            out.append(self._promotion(event, record, learner, step.promoted, at))
         return None
+
+    def _promotion(self, event: Event, record: Record, learner: Learner, promoted: Promoted,
+                   at: str) -> Output:
+        """The challenger now serves (model, partition): say so on ``<prefix>incidents``."""
+        self.counts["promoted", event.model] += 1
+        spec = self.registry.config.models[event.model]
+        assert spec.challenger is not None
+        log.warning("challenger promoted: %s %.4f vs champion %.4f over %d events",
+                    promoted.metric, promoted.challenger, promoted.champion, promoted.window,
+                    extra={"model": event.model, "partition": record.partition,
+                           "offset": record.offset})
+        return Output(self._incidents, event.model.encode(), orjson.dumps(promotion_message(
+            event.model, record.partition, record.offset, event.event_id, promoted,
+            spec.challenger, spec.pipeline, at)))
 
     def _unhealthy(self, event: Event, record: Record, reason: str, at: str) -> Output:
         log.error("model unhealthy, started afresh: %s", reason,

@@ -221,6 +221,10 @@ class ScoringService(Service):
                 m.skipped.inc(n)
             elif kind == "watched":  # label-free alerts: signal "feature" or "prediction"
                 m.alerts.labels(model=key[1], signal=key[2]).inc(n)
+            elif kind == "promoted":
+                m.promotions.labels(model=key[1]).inc(n)
+            elif kind == "challenger_failed":
+                m.challenger_failures.labels(model=key[1]).inc(n)
             elif key[2] == "worse":
                 task = self.processor.registry.config.models[key[1]].task
                 m.alerts.labels(model=key[1],
@@ -251,6 +255,9 @@ class ScoringService(Service):
                     metric_number(learner.metric))
                 m.adwin_width.labels(**labels).set(learner.watcher.width)
                 m.adwin_mean.labels(**labels).set(learner.watcher.mean)
+                if learner.challenger is not None:
+                    m.compare(name, partition, learner.challenger.metric,
+                              *learner.challenger.values())
 
     # -- checkpoints and commits ----------------------------------------------------------
     def _checkpoint_due(self) -> None:

@@ -90,7 +90,8 @@ class TokenGuard:
 
 
 def models_view(scoring: ScoringService) -> dict[str, Any]:
-    """Per model and partition: version, counts, metric, last drift, checkpoint."""
+    """Per model and partition: version, counts, metric, last drift, checkpoint; with a
+    challenger, which model serves (``generation``) and the running comparison."""
     out: dict[str, Any] = {}
     cp = scoring.checkpointer
     now = time.time()
@@ -104,6 +105,9 @@ def models_view(scoring: ScoringService) -> dict[str, Any]:
                 "resets": learner.n_resets,
                 "metric": {"name": learner.spec.metric, "value": metric_value(learner.metric)},
                 "last_drift": learner.last_alert,
+                "generation": None if learner.challenger is None else
+                learner.challenger.generation,
+                "challenger": None if learner.challenger is None else learner.challenger.view(),
                 "checkpoint": None if cp is None or partition not in cp.durable else {
                     "offset": cp.durable[partition],
                     "age_seconds": None if durable_at is None else round(now - durable_at, 3)},
