@@ -20,6 +20,11 @@ A ``None`` prediction (a model that has not learned enough to predict, e.g.
 ``forest.AMFRegressor``) is "no prediction yet": no error is counted, and
 neither the metric nor ADWIN sees it.
 
+With ``spec.challenger`` the learner also holds a :class:`learners.challenger.Challenger`
+that learns each labelled event the model has taken; when it is promoted (``Step.promoted``)
+it becomes ``model`` from the next event on, and ``Step.generation`` says which model
+served each prediction. Its failures are counted (``Step.challenger_failed``), never raised.
+
 >>> from schemas.models_file import ModelSpec
 >>> spec = ModelSpec(task="classification",
 ...                  pipeline="preprocessing.StandardScaler() | linear_model.LogisticRegression()")
