@@ -10,8 +10,10 @@ import asyncio
 import time
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from river import linear_model, preprocessing
+
+from schemas.settings import Settings
+from streams.kafka_clients import make_producer, make_reader
 
 
 def make_model():
@@ -53,9 +55,10 @@ def in_process(values: list[bytes]) -> float:
 
 async def aiokafka_loop(bootstrap: str, source: str, sink: str, group: str, n: int) -> None:
     """(b): consume ``n`` events from ``source``, publish a prediction each to ``sink``."""
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    settings = Settings(kafka_bootstrap=bootstrap)
+    consumer = make_reader(settings, source, group_id=group, auto_offset_reset="earliest")
+    producer = make_producer(settings, linger_ms=2, enable_idempotence=False,
+                             max_batch_size=16384, max_request_size=1048576)
     await consumer.start()
     await producer.start()
     work = Work()

@@ -4,9 +4,10 @@ import asyncio
 import time
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.workload import make_events
+from schemas.settings import Settings
+from streams.kafka_clients import make_producer, make_reader
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -27,10 +28,11 @@ async def measure_latency(bootstrap: str, prefix: str, rate: int, seconds: float
     values = make_events(warmup + n, seed=rate)
     sent_at: dict[str, float] = {}
     received: dict[str, float] = {}
-    consumer = AIOKafkaConsumer(f"{prefix}predictions", bootstrap_servers=bootstrap,
-                                auto_offset_reset="latest", enable_auto_commit=False,
-                                fetch_max_wait_ms=5)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    settings = Settings(kafka_bootstrap=bootstrap)
+    consumer = make_reader(settings, f"{prefix}predictions", auto_offset_reset="latest",
+                           fetch_max_wait_ms=5)
+    producer = make_producer(settings, linger_ms=0, enable_idempotence=False,
+                             max_batch_size=16384, max_request_size=1048576)
     await consumer.start()
     await producer.start()
     try:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.settings import Settings
+from streams.kafka_clients import make_reader
 from streams.topic_reader import count_records
 
 
@@ -26,7 +28,7 @@ class Span:
 
 
 async def _consumer(bootstrap: str) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = make_reader(Settings(kafka_bootstrap=bootstrap))
     await consumer.start()
     return consumer
 

@@ -4,8 +4,10 @@ import asyncio
 import random
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.settings import Settings
+from streams.kafka_clients import create_topics as create
+from streams.kafka_clients import make_producer
 
 
 def make_events(n: int, seed: int = 42, model: str = "default") -> list[bytes]:
@@ -24,22 +26,16 @@ async def create_topics(bootstrap: str, names: dict[str, int],
                         append_time: tuple[str, ...] = ()) -> None:
     """Create topics (name -> partitions); those in ``append_time`` stamp LogAppendTime,
     so a record's timestamp is when the broker acknowledged it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([
-            NewTopic(name, partitions, 1, topic_configs={
-                "message.timestamp.type": "LogAppendTime" if name in append_time
-                else "CreateTime", "max.message.bytes": str(4 * 1024 * 1024)})
-            for name, partitions in names.items()])
-    finally:
-        await admin.close()
+    await create(Settings(kafka_bootstrap=bootstrap), names, configs={
+        name: {"message.timestamp.type": "LogAppendTime" if name in append_time
+               else "CreateTime", "max.message.bytes": str(4 * 1024 * 1024)}
+        for name in names})
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     """Send ``values`` keyed by their index, as fast as the broker takes them."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024)
+    producer = make_producer(Settings(kafka_bootstrap=bootstrap), linger_ms=20,
+                             enable_idempotence=False, max_request_size=1048576)
     await producer.start()
     try:
         pending = []

@@ -197,6 +197,14 @@ def _unpickle(header: Header, payload: bytes) -> Learner:
     else:
         if not isinstance(learner, Learner):
             raise UnsupportedObject("checkpoint does not hold a learner")
+        try:  # what was restored must checkpoint again (no state a later snapshot chokes on)
+            safe_pickle.dumps(learner)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # RecursionError from a 100,000-deep list, ...
+            raise UnsupportedObject("checkpoint holds a learner that cannot be checkpointed "
+                                    f"again: {safe_pickle.one_line(type(exc).__name__)}"
+                                    ) from None
         return learner
     raise VersionMismatch(
         f"checkpoint was written by {header.versions()}, this is format {FORMAT_VERSION}, "

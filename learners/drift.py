@@ -208,3 +208,14 @@ class DriftWatcher:
         self._quantile = stats.Quantile(QUANTILE)
         self._pending = None
         self._total, self._width = 0.0, 0
+
+
+
+def watched_signal(task: str) -> Literal["score", "error"]:
+    """What ADWIN watches for a model of ``task``: anomaly models their score, others
+    their error. The one place this rule is written (alerts, metrics labels).
+
+    >>> watched_signal("anomaly"), watched_signal("regression")
+    ('score', 'error')
+    """
+    return "score" if task == "anomaly" else "error"

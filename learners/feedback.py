@@ -491,7 +491,7 @@ def learn_delayed(learner: Any, features: dict[str, Any], scored: Scored,
     scored: only their metric takes the label. ``learner`` is a
     :class:`learners.learner.Learner` (its public ``task``, ``spec``, ``model``,
     ``metric``, ``watcher``, ``n_learned`` and ``reset``); check the label with its
-    ``label_problem`` first.
+    ``step``'s refusals first.
     """
     prediction, proba = scored
     if learner.task == "anomaly":

@@ -159,6 +159,11 @@ class Learner:
         self._high = 1.0
         self._probe: dict[str, Any] | None = None
 
+    @property
+    def binary(self) -> bool:
+        """True for a binary classifier: its labels are true/false (or 0/1)."""
+        return self._binary
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
         self.__dict__.update({"last_alert": None, "n_unhealthy": 0, "inputs": None,

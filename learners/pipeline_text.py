@@ -48,6 +48,10 @@ _MODEL_COUNTS = frozenset({"n_models", "n_estimators", "n_trees", "n_learners"})
 MAX_SIZE = 10_000_000
 _SIZE_WORDS = ("window", "size", "width", "depth", "buckets", "bins", "components",
                "neighbors", "n_")
+#: Parameters whose cost grows exponentially or combinatorially (a tree of 2**height
+#: nodes built up front, polynomial features of a degree).
+MAX_HEIGHT = 16
+MAX_DEGREE = 5
 MAX_INT = 2 ** 63
 _MAX_SOURCE = 80
 
@@ -176,19 +180,25 @@ def _check_bounds(cls: type, node: ast.Call, args: list[Any], kwargs: dict[str, 
     except (TypeError, ValueError) as exc:
         raise PipelineSyntaxError(f"'{_src(node)}' failed: {exc}") from None
     for name, value in bound.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            continue
         if name in _MODEL_COUNTS:
             limit = MAX_MODELS
         elif "seed" in name or "random_state" in name:
             limit = MAX_INT
+        elif "height" in name:
+            limit = MAX_HEIGHT
+        elif "degree" in name:
+            limit = MAX_DEGREE
         elif any(word in name for word in _SIZE_WORDS):
             limit = MAX_SIZE
         else:
             limit = MAX_INT
-        if abs(value) > limit:
-            raise PipelineSyntaxError(f"'{_src(node)}': {name}={value:.3g} is beyond "
-                                      f"{limit:,}")
+        # a tuple or list (ngram_range, hidden_dims, ...) is bounded element by element
+        for number in (value if isinstance(value, tuple | list) else (value,)):
+            if isinstance(number, bool) or not isinstance(number, int):
+                continue
+            if abs(number) > limit:
+                raise PipelineSyntaxError(f"'{_src(node)}': {name}={number:.3g} is beyond "
+                                          f"{limit:,}")
 
 
 def _resolve(func: ast.AST) -> type:

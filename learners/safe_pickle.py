@@ -78,9 +78,33 @@ def _numeric_ones(shape: int) -> np.ndarray[Any, Any]:
     return np.ones(shape)
 
 
+#: Most numbers a checked numpy constructor or a ``range`` may hold (River's own arrays are
+#: far smaller; a pickle must not turn a few bytes into a huge allocation or loop).
+MAX_ELEMENTS = 10_000_000
+
+
+def _plain_numbers(values: Any, depth: int = 0) -> int:
+    """How many numbers ``values`` holds, refusing anything but (nested) lists and tuples of
+    plain ``int``/``float``/``bool``: numpy must never see an object of the pickle's making
+    (``__array_interface__`` and friends read raw memory)."""
+    kind = type(values)
+    if kind is int or kind is float or kind is bool:
+        return 1
+    if (kind is list or kind is tuple) and depth < 32:
+        total = 0
+        for item in values:
+            total += _plain_numbers(item, depth + 1)
+            if total > MAX_ELEMENTS:
+                break
+        return total
+    raise UnsupportedObject("checkpoint asks numpy.array for something other than numbers")
+
+
 def _numeric_array(values: Any) -> np.ndarray[Any, Any]:
-    """``numpy.array(values)`` refusing anything but numbers; restores River's
+    """``numpy.array(values)`` of plain (nested) lists of numbers only; restores River's
     ``partial(np.array, [...])``."""
+    if _plain_numbers(values) > MAX_ELEMENTS:
+        raise UnsupportedObject("checkpoint asks numpy.array for too many numbers")
     out = np.array(values)
     if out.dtype.kind not in NUMERIC_KINDS:
         raise UnsupportedObject(f"checkpoint builds a numpy array of {out.dtype}")
@@ -357,10 +381,23 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"checkpoint refers to {_shown(module, name)}, which is not allowed")
         if module == _MODULE:
             return RECONSTRUCTORS[name]
+        if (module, name) == ("builtins", "range"):
+            return _bounded_range
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsupportedObject("checkpoint holds a persistent reference, which is not allowed")
+
+
+def _bounded_range(*args: int) -> range:
+    """``range(*args)`` of at most :data:`MAX_ELEMENTS` numbers: a pickle may not hand
+    ``deque``/``set``/``tuple`` a range of 10**15 (a hang or an exhausted memory)."""
+    if not all(type(a) is int for a in args):
+        raise UnsupportedObject("checkpoint builds a range of something other than integers")
+    out = range(*args)
+    if len(out) > MAX_ELEMENTS:
+        raise UnsupportedObject(f"checkpoint builds a range of {len(out):,} numbers")
+    return out
 
 
 def loads(data: bytes, legacy: bool = False) -> Any:

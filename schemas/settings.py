@@ -59,6 +59,13 @@ class Settings(BaseSettings):
                                             "repeated detections of the same change are muted.")
     batch_max: int = Field(1000, gt=0, description="Most events handled per batch.")
     batch_within: float = Field(0.005, gt=0, description="Seconds to wait to fill a batch.")
+    batch_max_seconds: float = Field(
+        0.5, gt=0, description="Most seconds of model work per batch: a slow model never "
+                               "keeps the worker from its group or web server for longer; "
+                               "the rest of the fetched events comes next, in order.")
+    metadata_max_age: float = Field(
+        5.0, gt=0, description="Seconds between metadata refreshes: partitions added to the "
+                               "events topic are consumed within about this long.")
     checkpoints: bool = Field(True, description="Checkpoint model state to Redis.")
     checkpoint_key: SecretStr | None = Field(None, description="HMAC key for checkpoints.")
     checkpoint_unverifiable: Literal["stop", "fresh"] = Field(

@@ -1,1 +1,1 @@
-"""The Faust app, its agents, the CLI, web views and metrics."""
+"""The Faust app (lifecycle, web), the aiokafka consumer loop, the CLI, web views and metrics."""

@@ -1,4 +1,4 @@
-"""The Faust app that hosts Driftline: lifecycle, signals, producer and web server.
+"""The Faust app that hosts Driftline: lifecycle, signals and web server.
 
 Faust's own consumer and producer only serve the incidents agent and table
 (:mod:`streams.incidents`, low volume: the alerts topic); with
@@ -17,12 +17,10 @@ from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.settings import Settings
 from streams import incidents, web
-from streams.checkpoint_store import CheckpointStore
-from streams.checkpointer import Checkpointer
 from streams.kafka_clients import ensure_topics
+from streams.kafka_security import faust_credentials
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
-from streams.redis_client import make_redis
 from streams.scoring import ScoringService
 
 
@@ -46,7 +44,7 @@ class DriftlineApp(faust.App):
             await ensure_topics(self.settings)
 
     async def on_started_init_extra_services(self) -> None:
-        """Start the scoring service once the producer and web server run."""
+        """Start the scoring service once the web server runs."""
         await super().on_started_init_extra_services()
         if self.scoring is not None:
             await self.add_runtime_dependency(self.scoring)
@@ -62,6 +60,7 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     app = DriftlineApp(
         f"{settings.app_id}-worker",
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),  # the incidents agent's clients
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
@@ -83,20 +82,21 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
     metrics.declare({name: spec.task for name, spec in registry.config.models.items()},
                     constants.DEADLETTER_REASONS)
     metrics.declare_drift(list(registry.config.models))
+    check_checkpoint_key(settings)
     if settings.incidents:
         incidents.install(app, settings, registry, metrics)
     processor = EventProcessor(settings, registry)
-    checkpointer = make_checkpointer(settings, metrics) if settings.checkpoints else None
-    app.scoring = scoring = ScoringService(app, settings, processor, metrics, checkpointer)
+    app.scoring = scoring = ScoringService(app, settings, processor, metrics)
     web.install(app, scoring)
     return app
 
 
-def make_checkpointer(settings: Settings, metrics: Metrics) -> Checkpointer:
-    """The checkpointer of one worker: Redis store, signing key, schedule."""
-    key = checkpoint.signing_key(  # unset or shorter than 32 bytes: one line, no start
-        settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
-    client = make_redis(settings, socket_timeout=2.0, socket_connect_timeout=2.0)
-    store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
-                            settings.topic(constants.EVENTS), settings.redis_prefix)
-    return Checkpointer(store, settings, metrics)
+def check_checkpoint_key(settings: Settings) -> None:
+    """Refuse to start with checkpoints on and no signing key, or one shorter than 32 bytes.
+
+    Raises:
+        ConfigError: one line saying what to set.
+    """
+    if settings.checkpoints:
+        checkpoint.signing_key(
+            settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)

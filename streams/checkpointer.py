@@ -1,21 +1,23 @@
-"""When to checkpoint, and writing checkpoints without ever stalling the scoring loop.
+"""Writing checkpoints without ever stalling the scoring loop, and restoring them.
 
-A snapshot (pickle + signature) is taken synchronously after a batch's outputs
-were delivered, so it reflects exactly the events whose predictions are out.
-A background task writes it to Redis, retrying with backoff while Redis is
-down; newer snapshots of a partition replace older ones still waiting. Only a
-written checkpoint lets the partition's committed offset move forward.
+Snapshots are taken by :class:`learners.partition_state.PartitionState` (which
+decides when one may be taken). A background task writes them to Redis, retrying
+with backoff while Redis is down; a newer snapshot of a partition replaces an
+older one still waiting. A completed write is reported to
+:class:`learners.partition_state.Partitions`, which ignores it when the partition
+has moved away (or was re-assigned) meanwhile. This module holds no offsets.
 """
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import redis.exceptions
 
 from learners import checkpoint
-from learners.partition import PartitionLearners
+from learners.learner import Learner
+from learners.partition_state import Partitions, PartitionState, Snapshot
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore, Restored
 from streams.exceptions import ServiceError
@@ -25,78 +27,40 @@ log = logging.getLogger(__name__)
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One partition's learners, serialised at ``offset``."""
-
-    partition: int
-    offset: int
-    blobs: dict[str, tuple[int, bytes]]
-    generation: int
-
-
 class Checkpointer:
-    """Schedules, writes and restores checkpoints for the partitions of one worker."""
+    """Serialises, writes and restores the checkpoints of one worker's partitions.
 
-    def __init__(self, store: CheckpointStore, settings: Settings, metrics: Metrics) -> None:
+    ``clock`` gives wall-clock seconds (checkpoint headers, ``durable_at``); the
+    store is any object with :class:`CheckpointStore`'s ``where``/``save``/``restore``.
+    """
+
+    def __init__(self, store: CheckpointStore, settings: Settings, metrics: Metrics,
+                 partitions: Partitions | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.durable: dict[int, int] = {}
-        self.durable_at: dict[int, float] = {}
-        self._snapped_learned: dict[int, int] = {}
-        self._snapped_offset: dict[int, int] = {}
-        self._snapped_at: dict[int, float] = {}
+        self.partitions = partitions
+        self.clock = clock
         self._pending: dict[int, Snapshot] = {}
-        self._generation: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    # -- scheduling ---------------------------------------------------------------------
-    def track(self, partition: int, part: PartitionLearners) -> None:
-        """Start counting from a freshly assigned (or restored) partition's state."""
-        self._generation[partition] = self._generation.get(partition, 0) + 1
-        self._snapped_learned[partition] = part.learned()
-        self._snapped_offset[partition] = part.offset
-        self._snapped_at[partition] = time.monotonic()
-        if part.offset >= 0:
-            self.durable[partition] = part.offset
-            self.durable_at.setdefault(partition, time.time())
+    def bind(self, partitions: Partitions) -> None:
+        """Report completed writes to ``partitions`` (the states of the worker's partitions)."""
+        self.partitions = partitions
 
-    def forget(self, partition: int) -> None:
-        """Drop everything about a partition this worker no longer owns; a write in flight
-        for it is then ignored when it completes."""
-        self._generation[partition] = self._generation.get(partition, 0) + 1
-        for table in (self._snapped_learned, self._snapped_offset, self._snapped_at,
-                      self._pending, self.durable, self.durable_at):
-            table.pop(partition, None)
-
-    def due(self, partition: int, part: PartitionLearners) -> bool:
-        """Every N learned events, or every T seconds once the partition moved on."""
-        if part.offset <= self._snapped_offset.get(partition, -1):
-            return False
-        if part.learned() - self._snapped_learned.get(partition, 0) >= \
-                self.settings.checkpoint_every:
-            return True
-        elapsed = time.monotonic() - self._snapped_at.get(partition, 0.0)
-        return elapsed >= self.settings.checkpoint_interval
-
-    def snapshot(self, partition: int, part: PartitionLearners) -> Snapshot:
-        """Serialise and sign every learner of ``partition`` at its current offset."""
+    def dump(self, partition: int) -> Callable[[str, Learner, int], bytes]:
+        """The serialiser of ``partition``'s learners: pickle, header, HMAC signature."""
         assert self.settings.checkpoint_key is not None
         key = self.settings.checkpoint_key.get_secret_value().encode()
-        now = time.time()
-        blobs = {}
-        for name, learner in part.learners.items():
-            # A model restored from a newer version than its partition's floor reflects
-            # events up to that version's offset, not just the floor.
-            offset = max(part.offset, part.floors.get(name, -1))
-            blobs[name] = (offset, checkpoint.dump(learner, self.store.where(partition, name),
-                                                   offset, key, now))
-        self._snapped_learned[partition] = part.learned()
-        self._snapped_offset[partition] = part.offset
-        self._snapped_at[partition] = time.monotonic()
-        return Snapshot(partition, part.offset, blobs, self._generation.get(partition, 0))
+        now = self.clock()
+        return lambda name, learner, offset: checkpoint.dump(
+            learner, self.store.where(partition, name), offset, key, now)
+
+    def snapshot(self, state: PartitionState, now: float) -> Snapshot:
+        """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling)."""
+        return state.snapshot(self.dump(state.partition), now)
 
     # -- writing --------------------------------------------------------------------------
     def submit(self, snap: Snapshot) -> None:
@@ -114,6 +78,10 @@ class Checkpointer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def _current(self, snap: Snapshot) -> bool:
+        state = None if self.partitions is None else self.partitions.get(snap.partition)
+        return state is not None and state.generation == snap.generation and state.active
+
     async def _run(self) -> None:
         backoff = 0.1
         while True:
@@ -125,7 +93,7 @@ class Checkpointer:
                 if await self._write(snap):
                     backoff = 0.1
                     continue
-                if snap.generation == self._generation.get(partition):
+                if self._current(snap):
                     self._pending.setdefault(partition, snap)
                 await asyncio.sleep(backoff)  # backoff while Redis is unreachable
                 backoff = min(backoff * 2, 5.0)
@@ -147,33 +115,35 @@ class Checkpointer:
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.checkpoints.inc()
         self.metrics.checkpoint_bytes.inc(sum(len(b) for _, b in snap.blobs.values()))
-        if snap.generation != self._generation.get(snap.partition):
-            return True  # the partition was revoked meanwhile: nothing to track
         if conflicts:
             log.warning("a newer checkpoint is stored: another worker owns this partition",
                         extra=extra)
             return True
-        if snap.offset > self.durable.get(snap.partition, -1):
-            self.durable[snap.partition] = snap.offset
-            self.durable_at[snap.partition] = time.time()
+        if self.partitions is not None:
+            self.partitions.written(snap, self.clock())  # ignored if the partition moved on
         return True
 
-    async def flush(self, partition: int, part: PartitionLearners, timeout: float) -> bool:
-        """Checkpoint ``partition`` now (revocation, shutdown); False if Redis would not take it."""
-        self._pending.pop(partition, None)
-        if part.offset <= self.durable.get(partition, -1):
+    async def flush(self, state: PartitionState, timeout: float) -> bool:
+        """Checkpoint ``state`` now (revocation, shutdown); False if Redis would not take it
+        (or its learners are not in step with delivery, so must not be checkpointed)."""
+        self._pending.pop(state.partition, None)
+        if not state.in_step:
+            return False
+        if state.processed <= state.durable:
             return True
-        snap = self.snapshot(partition, part)
+        snap = self.snapshot(state, time.monotonic())
         deadline = time.monotonic() + timeout
         backoff = 0.1
         while not await self._write(snap):
             if time.monotonic() + backoff > deadline:
                 log.error("checkpoint not written: Redis unreachable; the next owner "
                           "replays from the previous one",
-                          extra={"partition": partition, "offset": snap.offset})
+                          extra={"partition": state.partition, "offset": snap.offset})
                 return False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+        if self.partitions is None:  # not bound to a worker's partitions (tools)
+            state.written(snap, self.clock())
         return True
 
     # -- restoring ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from schemas.exceptions import DriftlineError
-from streams.commands import checkpoints, demo, produce, services, worker
+from streams.commands import checkpoints, demo, produce, read, services, worker
 
 app = typer.Typer(help="Driftline: online machine learning on Kafka event streams.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -18,6 +18,7 @@ app.add_typer(checkpoints.app, name="checkpoints")
 app.command()(demo.demo)
 app.command()(worker.worker)
 app.command()(produce.produce)
+app.command()(read.read)
 
 
 def main() -> None:

@@ -1,13 +1,23 @@
-"""Driftline's Kafka consumer and topic set-up, configured from :class:`Settings`.
+"""Every Kafka client Driftline makes — producer, consumers, admin — built from :class:`Settings`.
 
-The hot path consumes with aiokafka directly (see docs/architecture.md, "Why
-not a Faust agent on the hot path"); the producer is Faust's.
+The one place that knows how to reach the brokers (:func:`connection`); worker,
+CLI, bench and tests all build their clients here. The caller that creates a
+client starts and closes it.
+
+>>> s = Settings(kafka_bootstrap="k:9092", app_id="demo", topic_prefix="d.")
+>>> connection(s)
+{'bootstrap_servers': 'k:9092', 'security_protocol': 'PLAINTEXT'}
+>>> consumer_options(s)["group_id"], consumer_options(s)["metadata_max_age_ms"]
+('demo', 5000)
+>>> producer_options(s)["acks"], producer_options(s, acks=1)["acks"]
+('all', 1)
 """
 
 import contextlib
 import logging
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -18,24 +28,68 @@ from streams.kafka_security import kafka_security_kwargs
 log = logging.getLogger(__name__)
 
 
+def connection(settings: Settings) -> dict[str, Any]:
+    """The options every client needs to reach the cluster: bootstrap servers and the
+    security settings (SASL / TLS, :func:`streams.kafka_security.kafka_security_kwargs`)."""
+    return {"bootstrap_servers": settings.kafka_bootstrap, **kafka_security_kwargs(settings)}
+
+
+def producer_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer waiting for all in-sync replicas, sized for the largest
+    message the worker fetches; ``overrides`` win."""
+    return {
+        **connection(settings),
+        "client_id": f"{settings.app_id}-output",
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "max_batch_size": 512 * 1024,
+        "max_request_size": settings.max_fetch_bytes + 64 * 1024,
+        **overrides,
+    }
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer with :func:`producer_options` (not started)."""
+    return AIOKafkaProducer(**producer_options(settings, **overrides))
+
+
+def consumer_options(settings: Settings) -> dict[str, Any]:
+    """The scoring consumer: a group member that never commits by itself, sees new
+    partitions within ``metadata_max_age`` seconds, reads committed records only."""
+    return {
+        **connection(settings),
+        "group_id": settings.app_id,
+        "client_id": f"{settings.app_id}-scoring",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": settings.max_fetch_bytes,
+        "fetch_max_bytes": max(settings.max_fetch_bytes, 50 * 1024 * 1024),
+        "max_poll_records": settings.batch_max,
+        "fetch_max_wait_ms": int(settings.batch_within * 1000) or 1,
+        "isolation_level": "read_committed",
+        "group_instance_id": settings.instance_id,
+        "session_timeout_ms": int(settings.session_timeout * 1000),
+        "heartbeat_interval_ms": int(settings.heartbeat_interval * 1000),
+        "metadata_max_age_ms": int(settings.metadata_max_age * 1000),
+    }
+
+
 def make_consumer(settings: Settings) -> AIOKafkaConsumer:
-    """A group consumer that never commits by itself: Driftline commits explicitly."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.app_id,
-        client_id=f"{settings.app_id}-scoring",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=settings.max_fetch_bytes,
-        fetch_max_bytes=max(settings.max_fetch_bytes, 50 * 1024 * 1024),
-        max_poll_records=settings.batch_max,
-        fetch_max_wait_ms=int(settings.batch_within * 1000) or 1,
-        isolation_level="read_committed",
-        group_instance_id=settings.instance_id,
-        session_timeout_ms=int(settings.session_timeout * 1000),
-        heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
-        **kafka_security_kwargs(settings),
-    )
+    """The scoring consumer (:func:`consumer_options`), not started or subscribed."""
+    return AIOKafkaConsumer(**consumer_options(settings))
+
+
+def make_reader(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A plain consumer for tools, tests and the bench (no group unless ``overrides``
+    give one; no auto-commit), not started."""
+    return AIOKafkaConsumer(*topics, **{**connection(settings), "enable_auto_commit": False,
+                                        **overrides})
+
+
+def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client (not started)."""
+    return AIOKafkaAdminClient(**connection(settings), client_id=f"{settings.app_id}-admin")
 
 
 def subscribe(consumer: AIOKafkaConsumer, settings: Settings,
@@ -44,21 +98,32 @@ def subscribe(consumer: AIOKafkaConsumer, settings: Settings,
     consumer.subscribe([settings.topic(constants.EVENTS)], listener=listener)
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create the four topics if they do not exist yet (existing ones are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                client_id=f"{settings.app_id}-admin",
-                                **kafka_security_kwargs(settings))
+async def create_topics(settings: Settings, partitions: dict[str, int],
+                        configs: dict[str, dict[str, str]] | None = None,
+                        replication: int = 1) -> list[str]:
+    """Create the topics of ``partitions`` (name -> partition count) that do not exist yet,
+    each with ``configs[name]`` (default: messages up to ``max_fetch_bytes``); return the
+    names created (existing topics are left as they are)."""
+    default = {"max.message.bytes": str(settings.max_fetch_bytes)}
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(settings.topic(name), settings.topic_partitions,
-                           settings.topic_replication,
-                           topic_configs={"max.message.bytes": str(settings.max_fetch_bytes)})
-                  for name in constants.TOPIC_SUFFIXES if settings.topic(name) not in existing]
+        wanted = [NewTopic(name, count, replication,
+                           topic_configs=(configs or {}).get(name, default))
+                  for name, count in partitions.items() if name not in existing]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
                 await admin.create_topics(wanted)
-            log.info("created topics %s", ", ".join(t.name for t in wanted))
+        return [topic.name for topic in wanted]
     finally:
         await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the four topics if they do not exist yet (existing ones are left as they are)."""
+    created = await create_topics(
+        settings, {settings.topic(name): settings.topic_partitions
+                   for name in constants.TOPIC_SUFFIXES}, replication=settings.topic_replication)
+    if created:
+        log.info("created topics %s", ", ".join(created))

@@ -54,3 +54,28 @@ def kafka_security_kwargs(settings: Settings) -> dict[str, Any]:
                               f"{keyfile}) cannot be used: {exc.__class__.__name__}: "
                               f"{getattr(exc, 'strerror', None) or exc}") from None
     return kwargs
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same security for Faust's own consumer and producer (the incidents agent and
+    table): a ``faust.SASLCredentials`` / ``faust.SSLCredentials``, or None for PLAINTEXT.
+    Faust turns these back into exactly :func:`kafka_security_kwargs` for aiokafka.
+
+    >>> faust_credentials(Settings()) is None
+    True
+    >>> faust_credentials(Settings(kafka_security_protocol="SASL_PLAINTEXT",
+    ...     kafka_sasl_username="app", kafka_sasl_password="pw")).mechanism.value
+    'SCRAM-SHA-512'
+    """
+    import faust
+
+    kwargs = kafka_security_kwargs(settings)
+    protocol = kwargs["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(kwargs["ssl_context"])
+    return faust.SASLCredentials(username=kwargs["sasl_plain_username"],
+                                 password=kwargs["sasl_plain_password"],
+                                 ssl_context=kwargs.get("ssl_context"),
+                                 mechanism=kwargs["sasl_mechanism"])

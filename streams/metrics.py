@@ -6,7 +6,14 @@
 True
 """
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from learners.drift import watched_signal
+
+if TYPE_CHECKING:
+    from streams.processor import BatchResult
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -72,10 +79,6 @@ class Metrics:
                                     registry=r)
         self.lag = Gauge("driftline_consumer_lag", "High watermark minus position.",
                          ["partition"], registry=r)
-        self.pending_labels = Gauge("driftline_pending_labels",
-                                    "Scored events awaiting a label (labels arrive with events "
-                                    "today, so this is 0 unless delayed labels are in use).",
-                                    registry=r)
         self.incidents = Counter("driftline_incidents_total",
                                  "Drift incidents opened (one per model per change, whatever "
                                  "the number of partitions).", ["model"], registry=r)
@@ -107,7 +110,7 @@ class Metrics:
             for counter in (self.scored, self.learned, self.predictions,
                             self.drift_improvements, self.drift_muted):
                 counter.labels(model=model)
-            self.alerts.labels(model=model, signal="score" if task == "anomaly" else "error")
+            self.alerts.labels(model=model, signal=watched_signal(task))
         for reason in reasons:
             self.deadletters.labels(reason=reason)
 
@@ -131,6 +134,36 @@ class Metrics:
             self.challenger_failures.labels(model=model)
             for signal in ("feature", "prediction"):
                 self.alerts.labels(model=model, signal=signal)
+
+    def observe_batch(self, result: "BatchResult", seconds: float, now_ms: float) -> None:
+        """Count what one processed batch did; ``seconds`` from consumed to delivered,
+        ``now_ms`` the wall-clock time of delivery (epoch ms) for end-to-end latency."""
+        if result.processed:
+            self.consumed.inc(result.processed)
+            self.batch.observe(seconds)
+            self.processing.observe(seconds / result.processed)
+        for origin in result.origins_ms:
+            self.latency.observe(max(0.0, now_ms - origin) / 1000.0)
+        for model, n in result.scored.items():
+            self.scored.labels(model=model).inc(n)
+            self.predictions.labels(model=model).inc(n)
+        for model, n in result.learned.items():
+            self.learned.labels(model=model).inc(n)
+        for reason, n in result.dead.items():
+            self.deadletters.labels(reason=reason).inc(n)
+        if result.skipped:
+            self.skipped.inc(result.skipped)
+        for (model, signal), n in result.alerts.items():
+            self.alerts.labels(model=model, signal=signal).inc(n)
+        for (model, kind), n in result.drift.items():
+            if kind == "better":
+                self.drift_improvements.labels(model=model).inc(n)
+            elif kind == "muted":
+                self.drift_muted.labels(model=model).inc(n)
+        for model, n in result.promoted.items():
+            self.promotions.labels(model=model).inc(n)
+        for model, n in result.challenger_failed.items():
+            self.challenger_failures.labels(model=model).inc(n)
 
     def compare(self, model: str, partition: int, metric: str, champion: float,
                 challenger: float) -> None:

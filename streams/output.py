@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from schemas.settings import Settings
-from streams.kafka_security import kafka_security_kwargs
 from streams.records import Output
 
 _METADATA_TTL = 30.0
@@ -33,22 +31,11 @@ def partition_for(key: bytes | None, partitions: Sequence[int], counter: int = 0
     return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
-def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """An idempotent producer that waits for all in-sync replicas."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-output",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=512 * 1024,
-        max_request_size=settings.max_fetch_bytes + 64 * 1024,
-        **kafka_security_kwargs(settings),
-    )
-
-
 class OutputSender:
-    """Sends outputs in record batches and waits until the broker has them all."""
+    """Sends outputs in record batches and waits until the broker has them all.
+
+    Uses ``producer`` (started and closed by whoever created it).
+    """
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer

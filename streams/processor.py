@@ -11,16 +11,21 @@ skipped.
 >>> from schemas.settings import Settings
 >>> from streams.records import Record
 >>> proc = EventProcessor(Settings(topic_prefix="d."), ModelRegistry(ModelsConfig.default(), 100))
->>> out = proc.process([Record("d.events", 0, 0, b"k",
+>>> _ = proc.partition(0)  # assigned and restored (fresh)
+>>> result = proc.process_batch([Record("d.events", 0, 0, b"k",
 ...     b'{"event_id": "e1", "model": "default", "features": {"x": 1.0}, "label": true}', None),
 ...     Record("d.events", 0, 1, b"k", b"oops", None)], at="2026-01-01T00:00:00.000Z")
->>> [(o.topic, o.key) for o in out]
+>>> [(o.topic, o.key) for o in result.outputs]
 [('d.predictions', b'k'), ('d.deadletter', b'k')]
+>>> result.scored, result.dead, result.last_offsets, result.processed
+({'default': 1}, {'invalid_json': 1}, {0: 1}, 2)
 """
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,11 +33,10 @@ import orjson
 from pydantic import ValidationError
 
 from learners.challenger import Promoted, promotion_message
-from learners.drift import DriftSignal
+from learners.drift import DriftSignal, watched_signal
 from learners.exceptions import EventRefused, ModelError
 from learners.feature_drift import WatchSignal
-from learners.learner import Learner
-from learners.partition import PartitionLearners
+from learners.partition_state import Partitions, PartitionState
 from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.event import Event, plausible_ms
@@ -68,6 +72,52 @@ def _serialise(message: dict[str, Any]) -> bytes | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What processing a batch did; built by :meth:`EventProcessor.process_batch`.
+
+    ``outputs`` are in publish order; ``processed`` records of the input were handled
+    (the rest, if a deadline stopped the batch, must come next, in order);
+    ``last_offsets`` is the last handled offset per partition. Counts are per model
+    (``scored``, ``learned``), per dead-letter reason (``dead``), per (model, signal
+    kind) for ADWIN detections (``drift``) and per (model, watched signal) for alerts.
+    ``origins_ms`` holds each scored event's time (its ``timestamp``, else the Kafka
+    record's), epoch ms, for the end-to-end latency.
+    """
+
+    outputs: list[Output]
+    processed: int
+    last_offsets: Mapping[int, int]
+    scored: Mapping[str, int] = field(default_factory=dict)
+    learned: Mapping[str, int] = field(default_factory=dict)
+    dead: Mapping[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    drift: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    alerts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    origins_ms: Sequence[float] = ()
+    #: Per model: challengers promoted, events a challenger raised on.
+    promoted: Mapping[str, int] = field(default_factory=dict)
+    challenger_failed: Mapping[str, int] = field(default_factory=dict)
+
+
+class _Tally:
+    """The mutable counts of one batch in progress (frozen into a :class:`BatchResult`)."""
+
+    __slots__ = ("alerts", "challenger_failed", "dead", "drift", "learned", "origins_ms",
+                 "promoted", "scored", "skipped")
+
+    def __init__(self) -> None:
+        self.scored: Counter[str] = Counter()
+        self.learned: Counter[str] = Counter()
+        self.dead: Counter[str] = Counter()
+        self.skipped = 0
+        self.drift: Counter[tuple[str, str]] = Counter()
+        self.alerts: Counter[tuple[str, str]] = Counter()
+        self.origins_ms: list[float] = []
+        self.promoted: Counter[str] = Counter()
+        self.challenger_failed: Counter[str] = Counter()
+
+
 class EventProcessor:
     """Validate, score, learn and watch drift for batches of records.
 
@@ -85,32 +135,51 @@ class EventProcessor:
                  on_signal: Callable[[str, int, DriftSignal], None] | None = None) -> None:
         self.settings = settings
         self.registry = registry
-        self.partitions: dict[int, PartitionLearners] = {}
+        self.partitions = Partitions(registry, checkpoints=settings.checkpoints)
         self.on_signal = on_signal
         self._predictions = settings.topic(constants.PREDICTIONS)
         self._deadletter = settings.topic(constants.DEADLETTER)
         self._alerts = settings.topic(constants.ALERTS)
         self._incidents = settings.topic(constants.INCIDENTS)
         self._known = set(registry.names)
-        self.skipped = 0
-        self.counts: Counter[tuple[str, ...]] = Counter()
-        #: When each scored event happened (its ``timestamp``, else the Kafka record's),
-        #: epoch ms, for the end-to-end latency metric; the caller empties it.
-        self.origins_ms: list[float] = []
+        self._tally = _Tally()
 
-    def partition(self, partition: int) -> PartitionLearners:
-        """The learners of ``partition`` (fresh if none were restored)."""
-        part = self.partitions.get(partition)
-        if part is None:
-            part = self.partitions[partition] = PartitionLearners(self.registry)
-        return part
+    def partition(self, partition: int) -> PartitionState:
+        """The active state of ``partition``, assigned and started fresh if this processor
+        does not own it yet (for tools and tests; the consumer loop assigns and restores)."""
+        state = self.partitions.active(partition)
+        if state is None:
+            state = self.partitions.assign(partition)
+            state.restore({})
+        return state
 
-    def process(self, records: Iterable[Record], at: str | None = None) -> list[Output]:
+    def process(self, records: Sequence[Record], at: str | None = None) -> list[Output]:
         """Handle ``records`` in order; return what to publish, in order."""
+        return self.process_batch(records, at).outputs
+
+    def process_batch(self, records: Sequence[Record], at: str | None = None,
+                      deadline: float | None = None) -> BatchResult:
+        """Handle ``records`` in order (each partition's state must be active).
+
+        With ``deadline`` (a ``time.monotonic()`` value), stop after the record during
+        which it passed: ``result.processed`` tells how many were handled (at least one).
+
+        Raises:
+            KeyError: a record of a partition that is not active here (a caller bug).
+        """
         at = at or utc_now()
         out: list[Output] = []
+        tally = self._tally = _Tally()
+        last: dict[int, int] = {}
+        done = 0
+        partition, part = None, None
         for record in records:
-            part = self.partition(record.partition)
+            if record.partition != partition:
+                partition, part = record.partition, self.partitions.active(record.partition)
+                if part is None:
+                    raise KeyError(f"partition {partition} is not active on this worker")
+            done += 1
+            last[record.partition] = record.offset
             if part.seen(record.offset):
                 self._skip()
                 continue
@@ -119,9 +188,14 @@ class EventProcessor:
             except Exception as exc:
                 self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [], at, out)
             part.advance(record.offset)
-        return out
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return BatchResult(out, done, last, dict(tally.scored), dict(tally.learned),
+                           dict(tally.dead), tally.skipped, dict(tally.drift),
+                           dict(tally.alerts), tuple(tally.origins_ms), dict(tally.promoted),
+                           dict(tally.challenger_failed))
 
-    def _one(self, record: Record, part: PartitionLearners, at: str, out: list[Output]) -> None:
+    def _one(self, record: Record, part: PartitionState, at: str, out: list[Output]) -> None:
         value = record.value
         if value is None:
             return self._dead(record, "tombstone",
@@ -169,6 +243,8 @@ class EventProcessor:
             body["generation"] = step.generation
         prediction = _serialise(body)
         learned = " (the model learned the event)" if step.learned else ""
+        tally = self._tally
+        origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
         if prediction is None:
             self._dead(record, "model_error", f"the prediction cannot be serialised as JSON"
                        f"{learned}", [], at, out)
@@ -177,22 +253,21 @@ class EventProcessor:
                        f"bytes; the limit is {self.settings.output_max_bytes}{learned}",
                        [], at, out)
         else:
-            origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
             if origin is not None and plausible_ms(origin):
-                self.origins_ms.append(origin)
-            self.counts["scored", event.model] += 1
+                tally.origins_ms.append(origin)
+            tally.scored[event.model] += 1
             out.append(Output(self._predictions, record.key, prediction))
-        counts = self.counts
         if step.learned:
-            counts["learned", event.model] += 1
+            tally.learned[event.model] += 1
         if step.unhealthy is not None:
             out.append(self._unhealthy(event, record, step.unhealthy, at))
         signal = step.signal
         if signal is not None:
-            counts["drift", event.model, signal.kind] += 1
+            tally.drift[event.model, signal.kind] += 1
             if self.on_signal is not None:
                 self.on_signal(event.model, record.partition, signal)
             if signal.kind == "worse":
+                tally.alerts[event.model, watched_signal(learner.task)] += 1
                 learner.last_alert = {"offset": record.offset, "event_id": event.event_id,
                                       "at": at}
                 log.warning("drift alert: error %.4f -> %.4f, action %s", signal.mean_before,
@@ -204,15 +279,14 @@ class EventProcessor:
         if step.watched:
             out.extend(self._watched(event, record, step.watched, at, origin))
         if step.challenger_failed:
-            counts["challenger_failed", event.model] += 1
+            tally.challenger_failed[event.model] += 1
         if step.promoted is not None:
-            out.append(self._promotion(event, record, learner, step.promoted, at))
+            out.append(self._promotion(event, record, step.promoted, at))
         return None
 
-    def _promotion(self, event: Event, record: Record, learner: Learner, promoted: Promoted,
-                   at: str) -> Output:
+    def _promotion(self, event: Event, record: Record, promoted: Promoted, at: str) -> Output:
         """The challenger now serves (model, partition): say so on ``<prefix>incidents``."""
-        self.counts["promoted", event.model] += 1
+        self._tally.promoted[event.model] += 1
         spec = self.registry.config.models[event.model]
         assert spec.challenger is not None
         log.warning("challenger promoted: %s %.4f vs champion %.4f over %d events",
@@ -237,7 +311,7 @@ class EventProcessor:
                  origin: float | None) -> list[Output]:
         """Label-free alerts (a feature's or the predictions' distribution moved)."""
         for s in signals:
-            self.counts["watched", event.model, s.signal] += 1
+            self._tally.alerts[event.model, s.signal] += 1
         return [Output(self._alerts, event.model.encode(), orjson.dumps({
             "alert": "drift", "model": event.model, "partition": record.partition,
             "signal": s.signal,
@@ -253,7 +327,7 @@ class EventProcessor:
         spec = self.registry.config.models[event.model]
         return Output(self._alerts, event.model.encode(), orjson.dumps({
             "alert": "drift", "model": event.model, "partition": record.partition,
-            "signal": "score" if task == "anomaly" else "error", "detector": "ADWIN",
+            "signal": watched_signal(task), "detector": "ADWIN",
             "delta": spec.drift.delta, "offset": record.offset, "event_id": event.event_id,
             "n_seen": signal.n_seen, "mean_before": signal.mean_before,
             "mean_after": signal.mean_after, "width": signal.width, "at": at,
@@ -280,12 +354,11 @@ class EventProcessor:
                           details, at, out)
 
     def _skip(self) -> None:
-        self.skipped += 1
-        self.counts["skipped", ""] += 1
+        self._tally.skipped += 1
 
     def _dead(self, record: Record, error_type: str, message: str, details: list[Any],
               at: str, out: list[Output]) -> None:
-        self.counts["dead", error_type] += 1
+        self._tally.dead[error_type] += 1
         log.warning("dead letter %s: %s", error_type, message[:200],
                     extra={"partition": record.partition, "offset": record.offset})
         out.append(Output(self._deadletter, deadletter_key(record.key), dead_letter(

@@ -50,6 +50,16 @@ def synthetic_events(name: str, n: int, drift_at: int | None, seed: int,
 
 
 def _number(text: str) -> Any:
+    """A CSV cell as JSON would have it: true/false, a number, an empty cell as null, or text.
+
+    >>> [_number(t) for t in ("true", "False", "3", "2.5", "", "spam")]
+    [True, False, 3, 2.5, None, 'spam']
+    """
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if not lowered:
+        return None
     for convert in (int, float):
         try:
             return convert(text)

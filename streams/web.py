@@ -90,14 +90,12 @@ class TokenGuard:
 
 
 def models_view(scoring: ScoringService) -> dict[str, Any]:
-    """Per model and partition: version, counts, metric, last drift, checkpoint; with a
-    challenger, which model serves (``generation``) and the running comparison."""
+    """Per model and partition: version, counts, metric, last drift, checkpoint."""
     out: dict[str, Any] = {}
-    cp = scoring.checkpointer
     now = time.time()
-    for partition, part in sorted(scoring.processor.partitions.items()):
+    for partition, part in scoring.processor.partitions.items():
         for name, learner in part.learners.items():
-            durable_at = cp.durable_at.get(partition) if cp else None
+            durable_at = part.durable_at
             out.setdefault(name, {})[str(partition)] = {
                 "version": learner.n_learned,
                 "scored": learner.n_scored,
@@ -108,8 +106,8 @@ def models_view(scoring: ScoringService) -> dict[str, Any]:
                 "generation": None if learner.challenger is None else
                 learner.challenger.generation,
                 "challenger": None if learner.challenger is None else learner.challenger.view(),
-                "checkpoint": None if cp is None or partition not in cp.durable else {
-                    "offset": cp.durable[partition],
+                "checkpoint": None if part.durable < 0 else {
+                    "offset": part.durable,
                     "age_seconds": None if durable_at is None else round(now - durable_at, 3)},
                 "offset": part.offset,
             }
@@ -135,8 +133,8 @@ def install(app: faust.App, scoring: ScoringService) -> TokenGuard:
     @app.page("/ready")
     async def ready(self: View, request: Request) -> Response:
         body = {"ready": scoring.ready,
-                "assigned": sorted(tp.partition for tp in scoring.assigned),
-                "restored": sorted(tp.partition for tp in scoring.restored)}
+                "assigned": scoring.partitions(),
+                "restored": scoring.partitions(restored=True)}
         return json(self, body, status=200 if scoring.ready else 503)
 
     @app.page("/models")

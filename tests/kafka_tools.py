@@ -3,10 +3,10 @@
 import asyncio
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
+from schemas.settings import Settings
+from streams.kafka_clients import create_topics, make_admin, make_producer
 from streams.topic_reader import count_records, read_topic, read_until
 
 
@@ -14,24 +14,18 @@ def create_topic(bootstrap: str, name: str, partitions: int,
                  configs: dict[str, str] | None = None) -> None:
     """Create ``name`` with ``partitions`` partitions (4 MiB messages allowed unless
     ``configs`` says otherwise)."""
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {
-                "max.message.bytes": str(4 * 1024 * 1024)})])
-        finally:
-            await admin.close()
-    asyncio.run(run())
+    created = asyncio.run(create_topics(
+        Settings(kafka_bootstrap=bootstrap), {name: partitions},
+        configs={name: configs or {"max.message.bytes": str(4 * 1024 * 1024)}}))
+    assert created == [name], f"topic {name} exists already"
 
 
 def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]],
             partition: int | None = None) -> list[RecordMetadata]:
     """Send (key, value) pairs in order (to ``partition`` if given); return where each landed."""
     async def run() -> list[RecordMetadata]:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                    enable_idempotence=True,
-                                    max_request_size=4 * 1024 * 1024)
+        producer = make_producer(Settings(kafka_bootstrap=bootstrap), linger_ms=0,
+                                 max_request_size=4 * 1024 * 1024)
         await producer.start()
         try:
             futures = [await producer.send(topic, value, key=key, partition=partition)
@@ -71,7 +65,7 @@ def set_topic_config(bootstrap: str, topic: str, configs: dict[str, str]) -> Non
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = make_admin(Settings(kafka_bootstrap=bootstrap))
         await admin.start()
         try:
             await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])

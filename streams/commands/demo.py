@@ -74,7 +74,7 @@ def demo(
     names = list(registry.names)
     models_path = out / "models.toml"
     models_path.write_text(text, encoding="utf-8")
-    binary = registry.new_learner(names[0]).label_problem("maybe") is not None
+    binary = registry.new_learner(names[0]).binary
     bad = malformed(names, binary)
     total = len(stream.rows) * len(names) + len(bad)
     actions = {m: spec.drift.on_drift for m, spec in config.models.items()}

@@ -80,7 +80,7 @@ def summarize(stream: DemoStream, tracker: Tracker, malformed_sent: dict[str, in
               messages_sent: int, seconds: float) -> Summary:
     """Compare what came out with what was sent."""
     n = len(stream.rows)
-    window = max(100, n // 25)
+    window = max(1000, n // 25)  # ADWIN, then 400 events to confirm a rise
     drifts = [DriftReport(row=d) for d in stream.drifts]
     other: list[dict[str, Any]] = []
     for model in tracker.models:

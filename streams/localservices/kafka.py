@@ -150,7 +150,9 @@ class KafkaBroker:
         props.chmod(0o600)  # a secured broker's file holds its keystore and admin passwords
         (self.data_dir / "log4j.properties").write_text(_LOG4J)
         classpath = f"{libs}/*"
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # else the storage tool reads it as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         fmt = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
              "-t", cluster_id, "-c", str(props), *self._scram_users()],

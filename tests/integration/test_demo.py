@@ -10,12 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from learners.registry import ModelRegistry
-from schemas.models_file import ModelsConfig
 from streams.demo.dataset import load, malformed
 from streams.demo.summary import accuracy, detection
 from streams.demo.tracker import AlertSeen
 from streams.localservices.workers import DRIFTLINE
+from tests.demo_reference import expected_run
 from tests.helpers import service_processes, wait_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -51,24 +50,6 @@ def png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == PNG_MAGIC and head[12:16] == b"IHDR"
     return struct.unpack(">II", head[16:24])
-
-
-def expected_run(dataset: str, n: int) -> dict[str, tuple[list[int], list[bool]]]:
-    """Per model: the rows River in-process raises alerts on, and each row's correctness
-    (the worker must be bit-identical to this, one partition keeping stream order)."""
-    stream = load(dataset, n, seed=42)
-    registry = ModelRegistry(ModelsConfig.from_toml(stream.models_file()), cooldown=1000)
-    out = {}
-    for name in registry.names:
-        learner = registry.new_learner(name)
-        alerts, correct = [], []
-        for i, (x, y) in enumerate(stream.rows):
-            step = learner.step(x, y)
-            correct.append(step.prediction == y)
-            if step.signal is not None and step.signal.kind == "worse":
-                alerts.append(i)
-        out[name] = (alerts, correct)
-    return out
 
 
 def test_short_demo_reports_exactly_what_was_sent(tmp_path):

@@ -27,11 +27,13 @@ def test_services_up_status_down_leaves_nothing(tmp_path):
         client.close()
         status = run_cli("services", "status", env=env).stdout
         assert status.count("running") == 2
-        assert len(service_processes(str(tmp_path / "run"))) == 2
+        wait_for(lambda: len(service_processes(str(tmp_path / "run"))) == 2, 60,
+                 "java and redis-server processes")
     finally:
         down = run_cli("services", "down", env=env)
     assert down.stdout.strip() == "stopped: kafka, redis"
-    assert service_processes(str(tmp_path / "run")) == []
+    wait_for(lambda: service_processes(str(tmp_path / "run")) == [], 60,
+             "the services' processes to end")
 
 
 def test_pointed_elsewhere_is_not_started(tmp_path, kafka, redis_server):
@@ -73,10 +75,12 @@ def test_interrupted_test_run_leaves_nothing(tmp_path, how):
         wait_for(lambda: ready.exists() or inner.poll() is not None, 120,
                  "the inner run's services")
         assert ready.exists(), output.read_text()[-3000:]
-        assert len(service_processes(str(basetemp))) == 2  # java and redis-server
+        # java and redis-server; under load their process titles can show up late
+        wait_for(lambda: len(service_processes(str(basetemp))) == 2, 60,
+                 "the inner run's java and redis-server processes")
         inner.send_signal(how)
-        inner.wait(timeout=60)
-        wait_for(lambda: service_processes(str(basetemp)) == [], 30,
+        inner.wait(timeout=120)
+        wait_for(lambda: service_processes(str(basetemp)) == [], 60,
                  "services of the interrupted run to end")
     finally:
         inner.kill()

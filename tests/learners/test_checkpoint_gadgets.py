@@ -124,6 +124,19 @@ def gadgets(marker) -> dict[str, bytes]:
                                          glob("os", "system")),
         "bytearray of a huge size": call(glob("builtins", "bytearray"), b"\x8a\x05" + b"\0" * 4
                                          + b"\x01"),
+        "numpy.array of an object whose __array_interface__ reads raw memory": call(call(
+            glob("learners.safe_pickle", "_partial"),
+            call(glob("learners.safe_pickle", "_function"), text("numpy"), text("array")),
+            b"(" + call(glob("river.sketch.set", "Set")) + b"}(" + text("__array_interface__")
+            + b"}(" + text("shape") + b"(M\xe8\x03t" + text("typestr") + text("<f8")
+            + text("data") + b"(K\x08\x89t" + text("version") + b"K\x03uub" + b"t", b"}")),
+        "deque of a range of 10**15 (a hang)": call(
+            glob("collections", "deque"),
+            call(glob("builtins", "range"), b"\x8a\x07" + (10**15).to_bytes(7, "little")),
+            b"K\x00"),
+        "set of a range of 10**9 (memory)": call(
+            glob("builtins", "set"), call(glob("builtins", "range"), b"J" + (10**9).to_bytes(
+                4, "little"))),
         "our numpy.ones of a huge shape": call(call(
             glob("learners.safe_pickle", "_partial"),
             call(glob("learners.safe_pickle", "_function"), text("numpy"), text("ones")),
@@ -219,3 +232,18 @@ def test_a_rust_object_with_corrupt_state_is_refused_not_a_panic():
     body = glob("river._river_rust.drift", "AdaptiveWindowing") + args + b"\x81" + state + b"b"
     with pytest.raises(CheckpointError, match="payload is not readable: PanicException"):
         checkpoint.load(blob(body), WHERE, KEY)
+
+
+def test_a_learner_whose_state_cannot_be_checkpointed_again_is_refused():
+    """A BUILD that hangs a 100,000-deep list on a genuine learner: loading is fine for the
+    unpickler, but the next snapshot would crash the worker, so the restore refuses it."""
+    learner = Learner.from_spec(ModelSpec(task="classification",
+                                          pipeline="linear_model.LogisticRegression()"), 10)
+    payload = safe_pickle.dumps(learner)
+    depth = 100_000
+    poisoned = (payload[:-1] + b"}" + text("junk") + b"]" * depth + b"a" * (depth - 1)
+                + b"sb.")
+    with pytest.raises(UnsupportedObject) as refused:
+        checkpoint.load(seal(HEADER, poisoned, KEY), WHERE, KEY)
+    assert "cannot be checkpointed again" in str(refused.value)
+    assert "\n" not in str(refused.value)

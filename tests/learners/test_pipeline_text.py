@@ -76,6 +76,10 @@ def test_no_way_around_the_allow_list(text):
     ("(" * 300 + "linear_model.LogisticRegression()" + ")" * 300, "not a valid expression"),
     ("linear_model.LogisticRegression(l2=" + "[" * 40 + "]" * 40 + ")", "nested deeper"),
     ("linear_model.LogisticRegression(\x00)", "not a valid expression"),
+    ("anomaly.HalfSpaceTrees(height=22)", "height=22 is beyond 16"),
+    ("feature_extraction.PolynomialExtender(degree=12)", "degree=12 is beyond 5"),
+    ("neighbors.KNNClassifier(engine=neighbors.SWINN(graph_k=(1, 10**9)))", "not allowed"),
+    ("feature_extraction.BagOfWords(ngram_range=(1, 2000000000000000000000))", "beyond"),
 ])
 def test_what_would_hang_or_crash_start_up_is_one_line(text, says):
     with pytest.raises(PipelineSyntaxError, match=re.escape(says)) as caught:

@@ -15,7 +15,7 @@ from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.records import Record
 from streams.safe_json import dumps
-from streams.scoring import ScoringService
+from streams.scoring import model_gauges
 from tests.learners.test_challenger import LINEAR, TREE, sea_then_xor
 
 TOML = f'''[models.m]
@@ -35,14 +35,16 @@ def run(n: int) -> tuple[EventProcessor, list]:
     records = [Record("d.events", 0, i, b"k", orjson.dumps(
         {"event_id": f"e{i}", "model": "m", "features": x, "label": y}), None)
         for i, (x, y) in enumerate(sea_then_xor(n))]
-    return proc, proc.process(records, at="2026-01-01T00:00:00.000+00:00")
+    proc.partition(0)
+    return proc, proc.process_batch(records, at="2026-01-01T00:00:00.000+00:00")
 
 
 def test_one_promotion_message_and_predictions_say_who_served():
-    proc, out = run(5000)
+    _, result = run(5000)
+    out = result.outputs
     promotions = [Promotion.model_validate_json(o.value) for o in out
                   if o.topic == "d.incidents"]
-    assert len(promotions) == 1 and proc.counts["promoted", "m"] == 1
+    assert len(promotions) == 1 and result.promoted == {"m": 1}
     p = promotions[0]
     assert (p.model, p.partition, p.generation, p.champion_pipeline, p.challenger_pipeline) == (
         "m", 0, 1, LINEAR, TREE)
@@ -56,21 +58,19 @@ def test_one_promotion_message_and_predictions_say_who_served():
 
 
 def test_models_view_and_prometheus_show_both_metrics():
-    proc, _ = run(4000)
+    proc, result = run(4000)
     body = orjson.loads(dumps(web.models_view(SimpleNamespace(processor=proc,
                                                               checkpointer=None))))
     shown = body["m"]["0"]
-    learner = proc.partitions[0].learners["m"]
+    learner = proc.partitions.get(0).learners["m"]
     champion, challenger = learner.challenger.values()
     assert shown["generation"] == 1
     assert shown["challenger"]["champion"] == champion
     assert shown["challenger"]["challenger"] == challenger
     assert shown["challenger"]["pipeline"] == TREE and shown["challenger"]["serving"] == TREE
     metrics = Metrics()
-    service = SimpleNamespace(processor=proc, metrics=metrics, assigned=set(),
-                              checkpointer=None, consumer=None, done={})
-    ScoringService.refresh_gauges(service)
-    ScoringService._observe(service, [None], 0.01)
+    model_gauges(metrics, proc.partitions)
+    metrics.observe_batch(result, 0.01, 0.0)
     text = metrics.render().decode()
     assert (f'driftline_window_metric{{metric="Accuracy",model="m",partition="0",'
             f'role="challenger"}} {challenger}') in text

@@ -3,27 +3,14 @@ once per true drift, soon after it, and the resetting one recovers faster."""
 
 import pytest
 
-from learners.registry import ModelRegistry
-from schemas.models_file import ModelsConfig
 from streams.demo.dataset import load
 from streams.demo.summary import accuracy
+from tests.demo_reference import expected_run
 
 
 @pytest.fixture(scope="module")
 def default_run():
-    stream = load("sea", 50_000, seed=42)
-    registry = ModelRegistry(ModelsConfig.from_toml(stream.models_file()), cooldown=1000)
-    runs = {}
-    for name in registry.names:
-        learner = registry.new_learner(name)
-        alerts, correct = [], []
-        for i, (x, y) in enumerate(stream.rows):
-            step = learner.step(x, y)
-            correct.append(step.prediction == y)
-            if step.signal is not None and step.signal.kind == "worse":
-                alerts.append(i)
-        runs[name] = (alerts, correct)
-    return stream, runs
+    return load("sea", 50_000, seed=42), expected_run("sea", 50_000)
 
 
 def test_each_model_alerts_once_per_drift_soon_after_it(default_run):

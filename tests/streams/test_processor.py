@@ -25,7 +25,10 @@ pipeline = "anomaly.HalfSpaceTrees(seed=1)"
 
 @pytest.fixture
 def processor():
-    return EventProcessor(Settings(topic_prefix="p."), ModelRegistry(MODELS, cooldown=10))
+    proc = EventProcessor(Settings(topic_prefix="p."), ModelRegistry(MODELS, cooldown=10))
+    for partition in (0, 1):
+        proc.partition(partition)  # assigned and started fresh
+    return proc
 
 
 def rec(offset, value, partition=0, key=b"k"):
@@ -54,9 +57,10 @@ def test_one_output_per_record_in_order(processor):
 
 def test_replayed_offsets_are_skipped(processor):
     processor.process([rec(0, event(0)), rec(1, event(1))])
-    out = processor.process([rec(1, event(1)), rec(2, event(2))])
+    result = processor.process_batch([rec(1, event(1)), rec(2, event(2))])
+    out = result.outputs
     assert len(out) == 1 and Prediction.model_validate_json(out[0].value).offset == 2
-    assert processor.skipped == 1
+    assert (result.skipped, result.processed, result.last_offsets) == (1, 2, {0: 2})
     assert processor.partition(0).learner("clf").n_learned == 3
 
 
@@ -113,11 +117,14 @@ def test_alert_only_when_error_rises():
     signals = []
     processor = EventProcessor(settings, ModelRegistry(MODELS, cooldown=100),
                                on_signal=lambda m, p, s: signals.append(s.kind))
+    processor.partition(0)
     records = [rec(i, event(i, x=float(i % 7), label=(i % 7 > 3) == (i < 3000)))
                for i in range(6000)]  # the concept flips at 3000
-    out = processor.process(records)
-    alerts = [orjson.loads(o.value) for o in out if o.topic == "p.alerts"]
+    result = processor.process_batch(records)
+    alerts = [orjson.loads(o.value) for o in result.outputs if o.topic == "p.alerts"]
     assert signals.count("worse") == len(alerts) >= 1
+    assert result.alerts == {("clf", "error"): len(alerts)}
+    assert sum(n for (_, kind), n in result.drift.items() if kind == "worse") == len(alerts)
     assert all(a["mean_after"] > a["mean_before"] and a["offset"] >= 3000 for a in alerts)
 
 
@@ -126,9 +133,11 @@ def test_latency_origin_is_the_event_timestamp_else_the_record_time(processor):
     records = [rec(0, with_time),
                Record("p.events", 0, 1, b"k", orjson.dumps(event(1)), 1_700_000_000_042),
                Record("p.events", 0, 2, b"k", orjson.dumps(event(2)), 42), rec(3, b"bad")]
-    processor.process(records)
+    result = processor.process_batch(records)
     # a record time of 42 ms (1970) is implausible: left out of the latency metric
-    assert processor.origins_ms == [1_700_000_000_000.0, 1_700_000_000_042]
+    assert result.origins_ms == (1_700_000_000_000.0, 1_700_000_000_042)
+    assert (result.scored, result.learned, result.dead) == (
+        {"clf": 3}, {"clf": 3}, {"invalid_json": 1})
 
 
 def test_a_label_the_model_cannot_take_touches_nothing(processor):
@@ -138,3 +147,18 @@ def test_a_label_the_model_cannot_take_touches_nothing(processor):
     learner = processor.partition(0).learner("clf")
     assert (learner.n_scored, learner.n_learned) == (0, 0)
     assert learner.model["StandardScaler"].counts == {}
+
+
+def test_a_deadline_stops_the_batch_after_the_record_during_which_it_passed(processor):
+    records = [rec(i, event(i)) for i in range(5)]
+    result = processor.process_batch(records, deadline=0.0)  # long passed
+    assert (result.processed, result.last_offsets, len(result.outputs)) == (1, {0: 0}, 1)
+    rest = processor.process_batch(records[result.processed:])
+    assert (rest.processed, rest.last_offsets) == (4, {0: 4})
+    assert processor.partition(0).learner("clf").n_learned == 5
+
+
+def test_records_of_a_partition_not_active_here_are_refused(processor):
+    processor.partitions.revoke(1)
+    with pytest.raises(KeyError, match="partition 1 is not active"):
+        processor.process_batch([rec(0, event(0), partition=1)])

@@ -39,8 +39,10 @@ pipeline = "anomaly.HalfSpaceTrees(seed=1)"
 
 @pytest.fixture
 def processor():
-    return EventProcessor(Settings(topic_prefix="p."),
+    proc = EventProcessor(Settings(topic_prefix="p."),
                           ModelRegistry(ModelsConfig.from_toml(MODELS), cooldown=10))
+    proc.partition(0)  # assigned and started fresh
+    return proc
 
 
 def rec(offset, value):
@@ -146,6 +148,6 @@ def test_seconds_and_milliseconds_give_the_same_latency_origin(processor):
                rec(1, {**ev(1, "clf", True), "timestamp": 1_767_225_600.0}),
                rec(2, {**ev(2, "clf", True), "timestamp": 1_767_225_600_000}),
                rec(3, {**ev(3, "clf", True), "timestamp": 42})]
-    out = processor.process(records)
-    assert kinds(out) == ["prediction"] * 3 + ["invalid_event"]
-    assert processor.origins_ms == [1_767_225_600_000.0] * 3
+    result = processor.process_batch(records)
+    assert kinds(result.outputs) == ["prediction"] * 3 + ["invalid_event"]
+    assert result.origins_ms == (1_767_225_600_000.0,) * 3

@@ -1,0 +1,105 @@
+"""When to checkpoint and what to commit: the only code that commits offsets.
+
+A partition's committed offset moves only to what its
+:class:`learners.partition_state.PartitionState` says may be committed: delivered
+and (with checkpoints on) covered by a written checkpoint.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from learners.partition_state import Partitions
+from schemas.settings import Settings
+from streams.checkpointer import Checkpointer
+
+log = logging.getLogger(__name__)
+
+
+class OffsetCommitter(Protocol):
+    """The consumer's commit (aiokafka's ``AIOKafkaConsumer.commit``)."""
+
+    async def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Commit ``offsets`` (the next offset to read, per partition) for the group."""
+
+
+class Committer:
+    """Snapshots due partitions and commits what each may commit.
+
+    Parameters
+    ----------
+    consumer
+        Commits offsets for the group.
+    partitions
+        The worker's partition states.
+    checkpointer
+        Writes snapshots (None: checkpoints off, commit what is delivered).
+    topic
+        The events topic.
+    clock
+        Monotonic seconds (scheduling).
+    """
+
+    def __init__(self, consumer: OffsetCommitter, partitions: Partitions,
+                 checkpointer: Checkpointer | None, settings: Settings, topic: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.consumer = consumer
+        self.partitions = partitions
+        self.checkpointer = checkpointer
+        self.settings = settings
+        self.topic = topic
+        self.clock = clock
+        self.next_commit = 0.0
+
+    def commit_due(self) -> bool:
+        """True every ``commit_interval`` seconds."""
+        return self.clock() >= self.next_commit
+
+    def checkpoint_due(self) -> None:
+        """Snapshot every partition whose checkpoint is due and queue it for writing."""
+        cp = self.checkpointer
+        if cp is None:
+            return
+        now = self.clock()
+        every, interval = self.settings.checkpoint_every, self.settings.checkpoint_interval
+        for _, state in self.partitions.items():
+            if state.due(now, every, interval):
+                cp.submit(cp.snapshot(state, now))
+
+    async def flush(self, which: Iterable[int], budget: float = 10.0) -> None:
+        """Checkpoint ``which`` partitions now, within one ``budget`` of seconds for all
+        (rebalances and shutdown must not stall)."""
+        if self.checkpointer is None:
+            return
+        deadline = self.clock() + budget
+        for partition in sorted(which):
+            state = self.partitions.active(partition)
+            if state is not None:
+                await self.checkpointer.flush(state, timeout=max(0.1, deadline - self.clock()))
+
+    async def commit(self, which: Iterable[int] | None = None) -> None:
+        """Commit, per partition, the offset after the last event delivered and
+        checkpointed; a failed commit is logged and retried next time."""
+        self.next_commit = self.clock() + self.settings.commit_interval
+        wanted = None if which is None else set(which)
+        offsets, states = {}, {}
+        for partition, state in self.partitions.items():
+            upto = state.committable() if wanted is None or partition in wanted else None
+            if upto is not None:
+                offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(upto + 1, "")
+                states[partition] = (state, upto)
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("offset commit failed (will retry): %r", exc)
+            return
+        for partition, (state, upto) in states.items():
+            if self.partitions.get(partition) is state and state.active:
+                state.commit(upto)
