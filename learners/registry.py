@@ -9,6 +9,7 @@
 from river import base, metrics
 
 from learners.challenger import rolling_metric
+from learners.checkpoint import check_checkpointable
 from learners.learner import Learner
 from learners.metric import make_metric
 from learners.pipeline_text import build_pipeline
@@ -49,6 +50,12 @@ def _check(who: str, pipeline: str, task: str, metric_name: str) -> None:
 class ModelRegistry:
     """Validates every model of a :class:`ModelsConfig` and builds learners for it.
 
+    Each model must also be checkpointable safely (:func:`learners.checkpoint.
+    check_checkpointable` on a fresh learner: a real round trip through the allow-list,
+    under 1 ms per model), so a model that could never be restored is refused at start-up,
+    before any event is consumed, whether or not checkpoints are on (a worker started
+    without them may be restarted with them).
+
     Raises:
         ConfigError: one line naming the model and what is wrong with it.
     """
@@ -67,6 +74,7 @@ class ModelRegistry:
                     raise ConfigError(f"models file: model '{name}': metric '{spec.metric}' "
                                       "cannot be computed over a window (it cannot be "
                                       "reverted), as a challenger needs") from None
+            check_checkpointable(name, Learner.from_spec(spec, cooldown))
         self.names = tuple(config.models)
 
     def new_learner(self, name: str) -> Learner:

@@ -11,19 +11,24 @@ has moved away (or was re-assigned) meanwhile. This module holds no offsets.
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis.exceptions
 
 from learners import checkpoint
+from learners.exceptions import CheckpointError
 from learners.learner import Learner
 from learners.partition_state import Partitions, PartitionState, Snapshot
 from schemas.settings import Settings
+from streams import commit_metadata
 from streams.checkpoint_store import CheckpointStore, Restored
+from streams.commit_metadata import Identity
 from streams.exceptions import ServiceError
 from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -43,6 +48,8 @@ class Checkpointer:
         self.partitions = partitions
         self.clock = clock
         self._pending: dict[int, Snapshot] = {}
+        #: partition -> (generation, offset, checkpoint of each model) last made durable.
+        self._identities: dict[int, tuple[int, int, dict[str, Identity]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -61,6 +68,25 @@ class Checkpointer:
     def snapshot(self, state: PartitionState, now: float) -> Snapshot:
         """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling)."""
         return state.snapshot(self.dump(state.partition), now)
+
+    # -- identities (what a commit names) ---------------------------------------------------
+    def remember(self, partition: int, generation: int, offset: int,
+                 ids: dict[str, Identity]) -> None:
+        """``ids`` are the checkpoints that make ``partition`` durable up to ``offset``."""
+        self._identities[partition] = (generation, offset, dict(ids))
+
+    def identity(self, partition: int, generation: int, upto: int) -> dict[str, Identity]:
+        """The checkpoints a commit of ``partition`` up to ``upto`` names (those of the
+        newest durable snapshot of this generation, if it covers ``upto``)."""
+        known = self._identities.get(partition)
+        if known is None or known[0] != generation or known[1] < upto:
+            return {}
+        return known[2]
+
+    def _remember_snapshot(self, snap: Snapshot) -> None:
+        self.remember(snap.partition, snap.generation, snap.offset,
+                      {m: Identity(o, commit_metadata.digest(b))
+                       for m, (o, b) in snap.blobs.items()})
 
     # -- writing --------------------------------------------------------------------------
     def submit(self, snap: Snapshot) -> None:
@@ -115,12 +141,15 @@ class Checkpointer:
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.checkpoints.inc()
         self.metrics.checkpoint_bytes.inc(sum(len(b) for _, b in snap.blobs.values()))
+        for model, (_, blob) in snap.blobs.items():
+            self.metrics.checkpoint_size.labels(model=model, partition=str(snap.partition)
+                                                ).set(len(blob))
         if conflicts:
             log.warning("a newer checkpoint is stored: another worker owns this partition",
                         extra=extra)
             return True
-        if self.partitions is not None:
-            self.partitions.written(snap, self.clock())  # ignored if the partition moved on
+        if self.partitions is not None and self.partitions.written(snap, self.clock()):
+            self._remember_snapshot(snap)  # not if the partition moved on
         return True
 
     async def flush(self, state: PartitionState, timeout: float) -> bool:
@@ -142,24 +171,108 @@ class Checkpointer:
                 return False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
-        if self.partitions is None:  # not bound to a worker's partitions (tools)
-            state.written(snap, self.clock())
+        if self.partitions is None and state.written(snap, self.clock()):  # tools
+            self._remember_snapshot(snap)
         return True
 
     # -- restoring ------------------------------------------------------------------------
-    async def restore(self, partition: int, models: tuple[str, ...]) -> Restored:
+    async def restore(self, partition: int, models: tuple[str, ...],
+                      named: dict[str, Identity] | None = None) -> Restored:
         """The newest valid checkpoints of ``partition``; waits (bounded) while Redis is down.
 
+        ``named``: the checkpoints the group's committed offset names (its metadata). A
+        model's restored version must reflect at least the named offset; an older one is
+        taken only when a rollback asked for it (a signed marker, honoured once), or when
+        the newer versions are there but refused (corrupt: replaying from the previous one
+        is exact), never when they are missing.
+
         Raises:
-            ServiceError: Redis stayed unreachable for ``checkpoint_restore_timeout`` seconds;
-                the worker stops rather than start from a blank model.
+            ServiceError: one line: Redis stayed unreachable for
+                ``checkpoint_restore_timeout`` seconds; or a model has no version that
+                verifies, its named checkpoint is missing, or only older versions exist
+                (unless ``DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh``, then the model starts
+                afresh, with a warning and ``driftline_checkpoint_fresh_starts_total``).
         """
+        named = {m: i for m, i in (named or {}).items() if m in models}
+        expected = {m: i.offset for m, i in named.items()}
+        found = await self._read(partition, models, expected)
+        for _model, _index, exc in found.refusals:
+            self.metrics.checkpoint_rejected.labels(reason=exc.reason).inc()
+        for model, (offset, learner, digest) in found.older.items():
+            if model in found.learners:
+                continue
+            if model in found.fallback:
+                # The newer versions are stored but do not verify: replaying from the
+                # previous good one is exact (a gap below the log start is counted).
+                log.warning("partition %s model %s: the checkpoint the commit names (offset "
+                            "%s) is refused; falling back to offset %s and replaying after it",
+                            partition, model, named[model].offset, offset,
+                            extra={"partition": partition, "model": model})
+                found.learners[model] = (offset, learner)
+                found.digests[model] = digest
+                continue
+            if await self._retrying(partition, lambda m=model, o=offset:
+                                    self.store.take_rollback(partition, m, o)):
+                log.warning("partition %s model %s rolled back to offset %s as requested "
+                            "(the commit named %s)", partition, model, offset,
+                            named[model].offset, extra={"partition": partition, "model": model})
+                found.learners[model] = (offset, learner)
+                found.digests[model] = digest
+                continue
+            self.metrics.checkpoint_rejected.labels(reason="older").inc()
+            self._unusable(partition, model, f"its newest checkpoint (offset {offset}) is older "
+                           f"than the one the committed offset names ({named[model].offset}); "
+                           "refusing to go back (use `driftline checkpoints rollback` to ask "
+                           "for it)")
+        for model, ident in named.items():
+            if model in found.learners:
+                if found.learners[model][0] == ident.offset and (
+                        found.digests[model] != ident.digest):
+                    log.warning("partition %s model %s: checkpoint at offset %s is not the "
+                                "one the commit names (digest differs); it verifies, using it",
+                                partition, model, ident.offset,
+                                extra={"partition": partition, "model": model})
+                continue
+            if model in found.older:
+                continue  # already refused or started afresh above
+            refused = [exc for m, _, exc in found.refusals if m == model]
+            why = (f"no stored version verifies: {_refusal_line(refused[0])}" if refused else
+                   "Redis has no checkpoint of it (flushed, failed over or evicted?)")
+            self._unusable(partition, model, f"the committed offset names its checkpoint at "
+                           f"offset {ident.offset} (digest {ident.digest}), but {why}")
+        for model in sorted({m for m, _, _ in found.refusals} - found.learners.keys()
+                            - named.keys() - found.older.keys()):
+            exc = next(e for m, _, e in found.refusals if m == model)
+            self._unusable(partition, model, f"no stored version verifies: "
+                           f"{_refusal_line(exc)}")
+        return found
+
+    def _unusable(self, partition: int, model: str, why: str) -> None:
+        """Stop (one line), or start ``model`` afresh when the policy says so."""
+        if self.settings.checkpoint_unverifiable == "stop":
+            raise ServiceError(
+                f"partition {partition} model {model}: {why}; not starting it blank (set "
+                "DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh to start it afresh)")
+        self.metrics.fresh_starts.labels(model=model).inc()
+        log.warning("partition %s model %s: %s; starting it afresh "
+                    "(DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh)", partition, model, why,
+                    extra={"partition": partition, "model": model})
+
+    async def _read(self, partition: int, models: tuple[str, ...],
+                    expected: dict[str, int]) -> Restored:
+        if expected:
+            return await self._retrying(
+                partition, lambda: self.store.restore(partition, models, expected))
+        return await self._retrying(partition, lambda: self.store.restore(partition, models))
+
+    async def _retrying(self, partition: int, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()`` (a request to Redis), again while Redis is unreachable, up to
+        ``checkpoint_restore_timeout`` seconds."""
         deadline = time.monotonic() + self.settings.checkpoint_restore_timeout
         backoff = 0.1
         while True:
             try:
-                found = await self.store.restore(partition, models)
-                break
+                return await call()
             except _RETRYABLE as exc:
                 if time.monotonic() + backoff > deadline:
                     raise ServiceError(
@@ -169,14 +282,10 @@ class Checkpointer:
                             extra={"partition": partition})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-        for _model, _index, reason in found.rejected:
-            label = "signature" if "signature" in reason else "invalid"
-            self.metrics.checkpoint_rejected.labels(reason=label).inc()
-        lost = sorted({model for model, _, _ in found.rejected} - found.learners.keys())
-        if lost and self.settings.checkpoint_unverifiable == "stop":
-            raise ServiceError(
-                f"partition {partition}: no checkpoint of model(s) {', '.join(lost)} verifies "
-                "(wrong DRIFTLINE_CHECKPOINT_KEY?); not starting them blank. Fix the key, roll "
-                "back with `driftline checkpoints rollback`, or set "
-                "DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh")
-        return found
+
+
+def _refusal_line(exc: CheckpointError) -> str:
+    """The refusal's own line, with the likely cause of a bad signature."""
+    if exc.reason == "signature":
+        return f"{exc} (wrong DRIFTLINE_CHECKPOINT_KEY, or altered in Redis?)"
+    return str(exc)

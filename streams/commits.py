@@ -2,7 +2,8 @@
 
 A partition's committed offset moves only to what its
 :class:`learners.partition_state.PartitionState` says may be committed: delivered
-and (with checkpoints on) covered by a written checkpoint.
+and (with checkpoints on) covered by a written checkpoint. With checkpoints on, each
+commit's metadata names that checkpoint (:mod:`streams.commit_metadata`).
 """
 
 import logging
@@ -16,6 +17,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from learners.partition_state import Partitions
 from schemas.settings import Settings
+from streams import commit_metadata
 from streams.checkpointer import Checkpointer
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,17 @@ class Committer:
             if state is not None:
                 await self.checkpointer.flush(state, timeout=max(0.1, deadline - self.clock()))
 
+    def metadata(self, partition: int, generation: int, upto: int) -> str:
+        """The commit metadata naming the checkpoints that cover ``upto``."""
+        if self.checkpointer is None:
+            return ""
+        ids = self.checkpointer.identity(partition, generation, upto)
+        try:
+            return commit_metadata.encode(ids) if ids else ""
+        except ValueError as exc:
+            log.error("checkpoints not named in the offset commit: %s", exc)
+            return ""
+
     async def commit(self, which: Iterable[int] | None = None) -> None:
         """Commit, per partition, the offset after the last event delivered and
         checkpointed; a failed commit is logged and retried next time."""
@@ -91,7 +104,8 @@ class Committer:
         for partition, state in self.partitions.items():
             upto = state.committable() if wanted is None or partition in wanted else None
             if upto is not None:
-                offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(upto + 1, "")
+                offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(
+                    upto + 1, self.metadata(partition, state.generation, upto))
                 states[partition] = (state, upto)
         if not offsets:
             return

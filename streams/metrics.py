@@ -74,6 +74,25 @@ class Metrics:
         self.checkpoint_rejected = Counter("driftline_checkpoints_rejected_total",
                                            "Checkpoints refused at restore.", ["reason"],
                                            registry=r)
+        self.fresh_starts = Counter("driftline_checkpoint_fresh_starts_total",
+                                    "Models started afresh because their committed "
+                                    "checkpoint was missing, unverifiable or older "
+                                    "(DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh).", ["model"],
+                                    registry=r)
+        self.checkpoint_size = Gauge("driftline_checkpoint_size_bytes",
+                                     "Size of the last checkpoint written.",
+                                     ["model", "partition"], registry=r)
+        self.offset_gaps = Counter("driftline_offset_gap_total",
+                                   "Restores whose resume offset was below the log start "
+                                   "(retention dropped records the model never learned).",
+                                   ["partition"], registry=r)
+        self.offset_gap_events = Counter("driftline_offset_gap_events_total",
+                                         "Offsets skipped by those gaps.", ["partition"],
+                                         registry=r)
+        self.offset_out_of_range = Counter(
+            "driftline_offset_out_of_range_total",
+            "Assignments whose checkpoint or committed offset lay past the log end (topic "
+            "deleted, re-created or truncated).", ["partition"], registry=r)
         self.checkpoint_age = Gauge("driftline_checkpoint_age_seconds",
                                     "Seconds since the last good checkpoint.", ["partition"],
                                     registry=r)

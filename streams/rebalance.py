@@ -7,6 +7,13 @@ partition, which seeks just past the restored offset and resumes the partition
 when done. Until then the partition is not ready and nothing of it is fetched.
 Revocation cancels restores in flight, checkpoints and commits what it can
 (bounded), and forgets the partitions.
+
+A restore is bound to Kafka: it reads the committed offset and the checkpoints its
+metadata names (:mod:`streams.commit_metadata`) and the log's bounds. A resume offset
+below the log start is a gap (retention dropped records): logged and counted. One
+past the log end (topic deleted, re-created or truncated) stops the worker with one
+line, unless ``DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh`` (then every model starts
+afresh at the log start).
 """
 
 import asyncio
@@ -18,10 +25,13 @@ from typing import Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from learners.learner import Learner
 from learners.partition_state import Partitions, PartitionState, Phase
 from learners.registry import ModelRegistry
 from streams.checkpointer import Checkpointer
+from streams.commit_metadata import Identity, LogPosition, read_position
 from streams.commits import Committer
+from streams.exceptions import ServiceError
 from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -106,7 +116,9 @@ class Rebalancer(ConsumerRebalanceListener):
     async def _restore(self, tp: TopicPartition, state: PartitionState) -> None:
         assert self.checkpointer is not None
         try:
-            found = await self.checkpointer.restore(tp.partition, self.registry.names)
+            position = await read_position(self.consumer, tp)
+            found = await self.checkpointer.restore(
+                tp.partition, self.registry.names, None if position is None else position.named)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -124,10 +136,61 @@ class Rebalancer(ConsumerRebalanceListener):
                             "starting it afresh", name,
                             extra={"model": name, "partition": tp.partition})
                 del found.learners[name]
-        state.restore(found.learners, time.monotonic(), time.time())
-        if found.learners:
+        learners = found.learners
+        seek_to = None
+        if position is not None:
+            try:
+                learners, seek_to = self._fit_log(tp.partition, learners, position)
+            except ServiceError as exc:
+                log.error("%s", exc, extra={"partition": tp.partition})
+                self.on_fatal(exc)
+                return
+        state.restore(learners, time.monotonic(), time.time())
+        if learners:
+            self.checkpointer.remember(tp.partition, state.generation, state.offset, {
+                m: Identity(o, found.digests[m]) for m, (o, _) in learners.items()
+                if m in found.digests})
             self.consumer.seek(tp, state.offset + 1)
             log.info("partition %s restored at offset %s (%s)", tp.partition, state.offset,
-                     ", ".join(f"{m}: {o}" for m, (o, _) in found.learners.items()),
+                     ", ".join(f"{m}: {o}" for m, (o, _) in learners.items()),
                      extra={"partition": tp.partition, "offset": state.offset})
+        if seek_to is not None:
+            self.consumer.seek(tp, seek_to)
         self.consumer.resume(tp)
+
+    def _fit_log(self, partition: int, learners: dict[str, tuple[int, Learner]],
+                 position: LogPosition) -> tuple[dict[str, tuple[int, Learner]], int | None]:
+        """Check where the partition resumes against its log; returns the learners to
+        start with and an offset to seek to (None: as restored / committed).
+
+        Raises:
+            ServiceError: the resume offset lies past the log end (policy ``stop``).
+        """
+        label = str(partition)
+        resume = (min(o for o, _ in learners.values()) + 1 if learners
+                  else position.committed)
+        if resume is None:
+            return learners, None
+        if resume > position.end:
+            self.metrics.offset_out_of_range.labels(partition=label).inc()
+            what = "checkpoint" if learners else "committed offset"
+            line = (f"partition {partition}: the {what} resumes at offset {resume}, past the "
+                    f"log end {position.end} (topic deleted, re-created or truncated?)")
+            if self.checkpointer is None or (
+                    self.checkpointer.settings.checkpoint_unverifiable == "stop"):
+                raise ServiceError(f"{line}; stopping (set DRIFTLINE_CHECKPOINT_UNVERIFIABLE="
+                                   "fresh to start every model afresh at the log start)")
+            log.warning("%s; starting every model afresh at the log start %s", line,
+                        position.start, extra={"partition": partition})
+            for name in self.registry.names:
+                self.metrics.fresh_starts.labels(model=name).inc()
+            return {}, position.start
+        if resume < position.start:
+            gap = position.start - resume
+            self.metrics.offset_gaps.labels(partition=label).inc()
+            self.metrics.offset_gap_events.labels(partition=label).inc(gap)
+            log.warning("partition %s: resuming at offset %s but the log starts at %s: %s "
+                        "events were dropped by retention and are never learned", partition,
+                        resume, position.start, gap, extra={"partition": partition})
+            return learners, position.start
+        return learners, None

@@ -267,3 +267,19 @@ def test_legacy_names_apply_only_to_format_1_and_check_what_they_wrap(tmp_path):
 def test_restored_header_fields_round_trip_through_json():
     header = checkpoint._header(WHERE, 3, 2, 1.0)
     assert Header(**orjson.loads(orjson.dumps(asdict(header)))) == header
+
+
+def test_the_registry_refuses_an_uncheckpointable_model_at_start_up(monkeypatch):
+    from learners.registry import ModelRegistry
+    from schemas.models_file import ModelsConfig
+
+    built = Learner.from_spec
+
+    def with_hook(spec, cooldown):
+        learner = built(spec, cooldown)
+        learner.model["LogisticRegression"].hook = lambda: None
+        return learner
+    monkeypatch.setattr(Learner, "from_spec", staticmethod(with_hook))
+    with pytest.raises(ConfigError, match=r"^models file: model 'default' cannot be "
+                                          r"checkpointed safely: .*lambda"):
+        ModelRegistry(ModelsConfig.default(), cooldown=10)

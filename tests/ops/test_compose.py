@@ -265,7 +265,7 @@ def test_promtool_accepts_the_config_and_the_rules():
     rules = subprocess.run([promtool(), "check", "rules", str(ALERTS_YML)],
                            capture_output=True, text=True, check=False)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "8 rules found" in rules.stdout
+    assert "11 rules found" in rules.stdout
 
 
 WORKER = {"job": "driftline", "instance": "worker:6066"}
@@ -363,6 +363,34 @@ RULE_TESTS = [
         "alert_rule_test": [
             silent("DriftlineConsumerLagGrowing", "9m"),
             fires("DriftlineConsumerLagGrowing", "12m", "warning", {"partition": "0"}),
+        ],
+    },
+    {   # A 100 MB checkpoint for 15 minutes fires; a 10 MB one does not.
+        "interval": "1m",
+        "input_series": [
+            series("driftline_checkpoint_size_bytes", "100000000x30", model="big",
+                   partition="0"),
+            series("driftline_checkpoint_size_bytes", "10000000x30", model="small",
+                   partition="0"),
+        ],
+        "alert_rule_test": [
+            silent("DriftlineCheckpointLarge", "10m"),
+            fires("DriftlineCheckpointLarge", "16m", "warning",
+                  {"model": "big", "partition": "0"}),
+        ],
+    },
+    {   # A gap of 200 events pages; a restore without one does not.
+        "interval": "1m",
+        "input_series": [
+            series("driftline_offset_gap_events_total", "0x5 200x30", partition="0"),
+            series("driftline_offset_gap_events_total", "0x35", partition="1"),
+            series("driftline_checkpoint_fresh_starts_total", "0x5 1x30", model="default"),
+        ],
+        "alert_rule_test": [
+            silent("DriftlineOffsetGap", "4m"),
+            fires("DriftlineOffsetGap", "6m", "critical", {"partition": "0"}),
+            silent("DriftlineCheckpointFreshStart", "4m"),
+            fires("DriftlineCheckpointFreshStart", "6m", "critical", {"model": "default"}),
         ],
     },
 ]
