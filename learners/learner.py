@@ -20,6 +20,11 @@ A ``None`` prediction (a model that has not learned enough to predict, e.g.
 ``forest.AMFRegressor``) is "no prediction yet": no error is counted, and
 neither the metric nor ADWIN sees it.
 
+With ``spec.challenger`` the learner also holds a :class:`learners.challenger.Challenger`
+that learns each labelled event the model has taken; when it is promoted (``Step.promoted``)
+it becomes ``model`` from the next event on, and ``Step.generation`` says which model
+served each prediction. Its failures are counted (``Step.challenger_failed``), never raised.
+
 >>> from schemas.models_file import ModelSpec
 >>> spec = ModelSpec(task="classification",
 ...                  pipeline="preprocessing.StandardScaler() | linear_model.LogisticRegression()")
@@ -40,6 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from learners.challenger import Challenger, Promoted
 from learners.drift import DriftSignal, DriftWatcher
 from learners.exceptions import EventRefused, ModelError
 from learners.feature_drift import FeatureWatch, WatchSignal
@@ -92,6 +98,13 @@ class Step:
     unhealthy: str | None = None
     #: Label-free alerts (feature / prediction distribution), see ``Learner.inputs``.
     watched: list[WatchSignal] | tuple[()] = ()
+    #: With a challenger: which model served this prediction (0: the models file's
+    #: pipeline; n: the challenger promoted n-th).
+    generation: int | None = None
+    #: The challenger was promoted after this event (served from the next one on).
+    promoted: Promoted | None = None
+    #: The challenger raised on this event (it was skipped; the champion was not).
+    challenger_failed: bool = False
 
 
 def input_watch(spec: ModelSpec, cooldown: int) -> FeatureWatch | None:
@@ -128,6 +141,7 @@ class Learner:
         self.n_unhealthy = 0
         self.last_alert: dict[str, Any] | None = None
         self.inputs = input_watch(spec, cooldown)
+        self.challenger = _challenger(spec)
         self._proba_metric = not getattr(self.metric, "requires_labels", True)
         self._binary = spec.task == "classification" and not getattr(
             final_step(model), "_multiclass", True)
@@ -152,7 +166,8 @@ class Learner:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
-        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, "inputs": None, **state})
+        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, "inputs": None,
+                              "challenger": None, **state})
         if "_binary" not in state:
             self._binary = self.task == "classification" and not getattr(
                 final_step(self.model), "_multiclass", True)
@@ -201,8 +216,21 @@ class Learner:
                                  unhealthy)
         if not learns:
             self.n_scored += 1
-            return Step(prediction, scores, version, False, None, False, unhealthy,
+            step = Step(prediction, scores, version, False, None, False, unhealthy,
                         self._watch_inputs(x, prediction))
+        else:
+            step = self._learn_and_watch(x, y, news, prediction, proba, scores, version,
+                                         unhealthy)
+        if self.challenger is not None:
+            step.generation = self.challenger.generation  # who served this prediction
+            if y is not None:
+                self._challenge(x, y, prediction, proba, step)
+        return step
+
+    def _learn_and_watch(self, x: dict[str, Any], y: Any, news: "_News | None",
+                         prediction: Any, proba: dict[Any, float] | None,
+                         scores: dict[str, float] | None, version: int,
+                         unhealthy: str | None) -> Step:
         if news is None and self.n_learned:  # nothing new: learned as before
             self._learn_plain(x, y)
         else:
@@ -228,6 +256,22 @@ class Learner:
                             watched)
             self.metric.update(y, prediction)
         return self._watch(prediction, value, version, scores, unhealthy, watched)
+
+    def _challenge(self, x: dict[str, Any], y: Any, prediction: Any,
+                   proba: dict[Any, float] | None, step: Step) -> None:
+        """Teach the challenger the event; promote it when :mod:`learners.challenger` says."""
+        challenger = self.challenger
+        assert challenger is not None
+        failed = challenger.n_failed
+        champion = proba if (proba is not None and self._proba_metric) else prediction
+        drifted = step.signal is not None and step.signal.kind == "worse"
+        promoted = challenger.step(x, y, champion, drifted)
+        step.challenger_failed = challenger.n_failed > failed
+        if promoted is not None:
+            self.model = challenger.take()
+            self.watcher.reset()  # the error now comes from another model
+            self._probe = None
+            step.promoted = promoted
 
     def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None,
                                                    dict[str, float] | None]:
@@ -465,6 +509,10 @@ class Learner:
             self.inputs = input_watch(spec, cooldown)
         else:
             self.inputs.cooldown = cooldown
+        if spec.challenger is None or self.challenger is None:
+            self.challenger = _challenger(spec)
+        else:
+            self.challenger.retune(spec.challenger, spec.metric)
         self.spec = spec
         if declared is not None:
             self.label_type = declared
@@ -495,6 +543,11 @@ def _magnitude(x: dict[str, Any], y: Any) -> float:
     """The sum of the absolute numbers of an event's features (or its label if larger)."""
     total = math.fsum(abs(float(v)) for v in x.values() if type(v) in (int, float))
     return max(total, abs(float(y)) if type(y) in (int, float) else 0.0)
+
+
+def _challenger(spec: ModelSpec) -> Challenger | None:
+    c = spec.challenger
+    return None if c is None else Challenger(c, spec.task, spec.metric)
 
 
 def _watcher(spec: ModelSpec, cooldown: int) -> DriftWatcher:

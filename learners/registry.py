@@ -8,6 +8,7 @@
 
 from river import base, metrics
 
+from learners.challenger import rolling_metric
 from learners.checkpoint import check_checkpointable
 from learners.learner import Learner
 from learners.metric import make_metric
@@ -27,6 +28,25 @@ def _metric_fits(metric: metrics.base.Metric, model: object) -> bool:
         return True
 
 
+def _check(who: str, pipeline: str, task: str, metric_name: str) -> None:
+    """Build ``pipeline`` and metric ``metric_name`` once: a one-line ConfigError naming
+    ``who`` (e.g. ``model 'm'``) when either cannot be built or they do not fit ``task``."""
+    try:
+        model = build_pipeline(pipeline)
+        metric = make_metric(metric_name)
+    except ConfigError as exc:
+        raise ConfigError(f"models file: {who}: {exc}") from None
+    except Exception as exc:  # whatever building River objects raises: one line
+        raise ConfigError(f"models file: {who}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    if not isinstance(model, _TASK_TYPES[task]):
+        raise ConfigError(f"models file: {who}: the pipeline does not end in a River "
+                          f"{_TASK_TYPES[task].__name__}, as task '{task}' needs")
+    if not _metric_fits(metric, model):
+        raise ConfigError(f"models file: {who}: metric '{metric_name}' does not "
+                          f"work with a {task} model")
+
+
 class ModelRegistry:
     """Validates every model of a :class:`ModelsConfig` and builds learners for it.
 
@@ -44,22 +64,16 @@ class ModelRegistry:
         self.config = config
         self.cooldown = cooldown
         for name, spec in config.models.items():
-            try:
-                model = build_pipeline(spec.pipeline)
-                metric = make_metric(spec.metric)
-            except ConfigError as exc:
-                raise ConfigError(f"models file: model '{name}': {exc}") from None
-            except Exception as exc:  # whatever building River objects raises: one line
-                raise ConfigError(f"models file: model '{name}': {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                                  ) from None
-            if not isinstance(model, _TASK_TYPES[spec.task]):
-                raise ConfigError(f"models file: model '{name}': the pipeline does not end in "
-                                  f"a River {_TASK_TYPES[spec.task].__name__}, as task "
-                                  f"'{spec.task}' needs")
-            if not _metric_fits(metric, model):
-                raise ConfigError(f"models file: model '{name}': metric '{spec.metric}' does "
-                                  f"not work with a {spec.task} model")
+            _check(f"model '{name}'", spec.pipeline, spec.task, spec.metric)
+            if spec.challenger is not None:
+                _check(f"model '{name}' challenger", spec.challenger.pipeline, spec.task,
+                       spec.metric)
+                try:
+                    rolling_metric(spec.metric, spec.challenger.window)
+                except ValueError:
+                    raise ConfigError(f"models file: model '{name}': metric '{spec.metric}' "
+                                      "cannot be computed over a window (it cannot be "
+                                      "reverted), as a challenger needs") from None
             check_checkpointable(name, Learner.from_spec(spec, cooldown))
         self.names = tuple(config.models)
 

@@ -10,6 +10,14 @@
 >>> spec = cfg.models["fraud"]
 >>> spec.metric, spec.drift.delta, spec.drift.on_drift
 ('Accuracy', 0.002, 'reset')
+>>> ModelsConfig.from_toml('''
+... [models.m]
+... task = "regression"
+... pipeline = "linear_model.LinearRegression()"
+... [models.m.challenger]
+... pipeline = "tree.HoeffdingTreeRegressor()"
+... ''').models["m"].challenger.min_events
+1000
 >>> ModelsConfig.default().models["default"].task
 'classification'
 """
@@ -55,6 +63,25 @@ class DriftSpec(BaseModel):
     incident_window: float = Field(600.0, gt=0)
 
 
+class ChallengerSpec(BaseModel):
+    """A challenger pipeline that learns beside the model and replaces it when better.
+
+    ``margin`` is in the model's metric units (better means higher when the metric's
+    ``bigger_is_better``, else lower); ``window``: the recent labelled events both
+    metrics are computed over; ``min_events``: labelled events compared before a
+    promotion may happen; ``promote_on``: ``always`` (whenever better by the margin)
+    or ``drift`` (only once the model's own drift alert has fired).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pipeline: str = Field(min_length=1, max_length=MAX_PIPELINE_CHARS)
+    margin: float = Field(0.02, ge=0)
+    min_events: int = Field(1_000, ge=1, le=100_000_000)
+    window: int = Field(1_000, ge=1, le=100_000)
+    promote_on: Literal["drift", "always"] = "always"
+
+
 class ModelSpec(BaseModel):
     """One model: its task, River pipeline (River's own syntax) and metric."""
 
@@ -74,6 +101,8 @@ class ModelSpec(BaseModel):
     #: and how many may wait per partition (the oldest is evicted first).
     feedback_ttl: float = Field(86_400.0, gt=0)
     feedback_max_pending: int = Field(1_000_000, gt=0)
+    #: A challenger pipeline (classification and regression models).
+    challenger: ChallengerSpec | None = None
 
     @model_validator(mode="after")
     def _default_metric(self) -> "ModelSpec":
@@ -81,6 +110,9 @@ class ModelSpec(BaseModel):
             object.__setattr__(self, "metric", _DEFAULT_METRIC[self.task])
         if self.label_type is not None and self.task != "classification":
             raise ValueError(f"label_type is for classifiers; task '{self.task}' fixes it")
+        if self.challenger is not None and self.task == "anomaly":
+            raise ValueError("a challenger needs labelled events to be compared on; "
+                             "anomaly models cannot have one")
         return self
 
 

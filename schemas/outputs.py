@@ -33,6 +33,9 @@ class Prediction(_Message):
     partition: int
     offset: int
     scored_at: str
+    #: Models with a challenger: how many promotions the serving model is from the models
+    #: file's pipeline (0: that pipeline; n: the challenger promoted n-th).
+    generation: int | None = None
 
 
 class ErrorInfo(_Message):
@@ -139,3 +142,30 @@ class Incident(_Message):
     n_alerts: int
     version: int
     published_at: str
+
+
+class Promotion(_Message):
+    """A challenger became the champion of (model, partition) after the event at
+    ``offset``; the next event is served by it. Published on ``<prefix>incidents`` keyed
+    by model. ``promotion_id`` is derived from (model, partition, offset): a
+    promotion replayed after a crash carries the same id. ``champion_metric`` and
+    ``challenger_metric`` are ``metric`` over the last ``window`` labelled events both
+    predicted (``n_compared`` since the challenger started)."""
+
+    type: Literal["promotion"]
+    promotion_id: str
+    model: str
+    partition: int
+    offset: int
+    event_id: str
+    metric: str
+    champion_metric: float
+    challenger_metric: float
+    window: int
+    n_compared: int
+    margin: float
+    promote_on: Literal["drift", "always"]
+    champion_pipeline: str
+    challenger_pipeline: str
+    generation: int
+    at: str

@@ -109,8 +109,16 @@ class Metrics:
                                          "Partitions in the model's latest incident.",
                                          ["model"], registry=r)
         self.promotions = Counter("driftline_promotions_total",
-                                  "Challengers promoted to champion (placeholder: stays 0 "
-                                  "until champion/challenger ships).", ["model"], registry=r)
+                                  "Challengers promoted to champion (per partition, each "
+                                  "counted once).", ["model"], registry=r)
+        self.challenger_failures = Counter(
+            "driftline_challenger_failures_total",
+            "Events a challenger raised on (skipped by it; the champion served them).",
+            ["model"], registry=r)
+        self.window_metric = Gauge(
+            "driftline_window_metric",
+            "The model's metric over the champion/challenger comparison window.",
+            ["model", "partition", "metric", "role"], registry=r)
         self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
                               registry=r)
 
@@ -142,6 +150,7 @@ class Metrics:
             self.incident_updates.labels(model=model)
             self.incident_partitions.labels(model=model).set(0)
             self.promotions.labels(model=model)
+            self.challenger_failures.labels(model=model)
             for signal in ("feature", "prediction"):
                 self.alerts.labels(model=model, signal=signal)
 
@@ -170,6 +179,24 @@ class Metrics:
                 self.drift_improvements.labels(model=model).inc(n)
             elif kind == "muted":
                 self.drift_muted.labels(model=model).inc(n)
+        for model, n in result.promoted.items():
+            self.promotions.labels(model=model).inc(n)
+        for model, n in result.challenger_failed.items():
+            self.challenger_failures.labels(model=model).inc(n)
+
+    def compare(self, model: str, partition: int, metric: str, champion: float,
+                challenger: float) -> None:
+        """Set both roles' metric over the comparison window (non-finite: NaN).
+
+        >>> m = Metrics()
+        >>> m.compare("fraud", 0, "Accuracy", 0.8, 0.9)
+        >>> (b'driftline_window_metric{metric="Accuracy",model="fraud",partition="0",'
+        ...  b'role="challenger"} 0.9') in m.render()
+        True
+        """
+        for role, value in (("champion", champion), ("challenger", challenger)):
+            self.window_metric.labels(model=model, partition=str(partition), metric=metric,
+                                      role=role).set(value)
 
     def render(self) -> bytes:
         """The text exposition format of all metrics."""

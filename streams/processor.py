@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from learners.challenger import Promoted, promotion_message
 from learners.drift import DriftSignal, watched_signal
 from learners.exceptions import EventRefused, ModelError
 from learners.feature_drift import WatchSignal
@@ -94,12 +95,16 @@ class BatchResult:
     drift: Mapping[tuple[str, str], int] = field(default_factory=dict)
     alerts: Mapping[tuple[str, str], int] = field(default_factory=dict)
     origins_ms: Sequence[float] = ()
+    #: Per model: challengers promoted, events a challenger raised on.
+    promoted: Mapping[str, int] = field(default_factory=dict)
+    challenger_failed: Mapping[str, int] = field(default_factory=dict)
 
 
 class _Tally:
     """The mutable counts of one batch in progress (frozen into a :class:`BatchResult`)."""
 
-    __slots__ = ("alerts", "dead", "drift", "learned", "origins_ms", "scored", "skipped")
+    __slots__ = ("alerts", "challenger_failed", "dead", "drift", "learned", "origins_ms",
+                 "promoted", "scored", "skipped")
 
     def __init__(self) -> None:
         self.scored: Counter[str] = Counter()
@@ -109,6 +114,8 @@ class _Tally:
         self.drift: Counter[tuple[str, str]] = Counter()
         self.alerts: Counter[tuple[str, str]] = Counter()
         self.origins_ms: list[float] = []
+        self.promoted: Counter[str] = Counter()
+        self.challenger_failed: Counter[str] = Counter()
 
 
 class EventProcessor:
@@ -133,6 +140,7 @@ class EventProcessor:
         self._predictions = settings.topic(constants.PREDICTIONS)
         self._deadletter = settings.topic(constants.DEADLETTER)
         self._alerts = settings.topic(constants.ALERTS)
+        self._incidents = settings.topic(constants.INCIDENTS)
         self._known = set(registry.names)
         self._tally = _Tally()
 
@@ -184,7 +192,8 @@ class EventProcessor:
                 break
         return BatchResult(out, done, last, dict(tally.scored), dict(tally.learned),
                            dict(tally.dead), tally.skipped, dict(tally.drift),
-                           dict(tally.alerts), tuple(tally.origins_ms))
+                           dict(tally.alerts), tuple(tally.origins_ms), dict(tally.promoted),
+                           dict(tally.challenger_failed))
 
     def _one(self, record: Record, part: PartitionState, at: str, out: list[Output]) -> None:
         value = record.value
@@ -225,11 +234,14 @@ class EventProcessor:
             return None
         except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
-        prediction = _serialise({
+        body = {
             "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
             "scores": step.scores, "model_version": step.version, "learned": step.learned,
             "partition": record.partition, "offset": record.offset, "scored_at": at,
-        })
+        }
+        if step.generation is not None:  # a model with a challenger: who served it
+            body["generation"] = step.generation
+        prediction = _serialise(body)
         learned = " (the model learned the event)" if step.learned else ""
         tally = self._tally
         origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
@@ -266,7 +278,24 @@ class EventProcessor:
                                        origin))
         if step.watched:
             out.extend(self._watched(event, record, step.watched, at, origin))
+        if step.challenger_failed:
+            tally.challenger_failed[event.model] += 1
+        if step.promoted is not None:
+            out.append(self._promotion(event, record, step.promoted, at))
         return None
+
+    def _promotion(self, event: Event, record: Record, promoted: Promoted, at: str) -> Output:
+        """The challenger now serves (model, partition): say so on ``<prefix>incidents``."""
+        self._tally.promoted[event.model] += 1
+        spec = self.registry.config.models[event.model]
+        assert spec.challenger is not None
+        log.warning("challenger promoted: %s %.4f vs champion %.4f over %d events",
+                    promoted.metric, promoted.challenger, promoted.champion, promoted.window,
+                    extra={"model": event.model, "partition": record.partition,
+                           "offset": record.offset})
+        return Output(self._incidents, event.model.encode(), orjson.dumps(promotion_message(
+            event.model, record.partition, record.offset, event.event_id, promoted,
+            spec.challenger, spec.pipeline, at)))
 
     def _unhealthy(self, event: Event, record: Record, reason: str, at: str) -> Output:
         log.error("model unhealthy, started afresh: %s", reason,

@@ -214,6 +214,9 @@ def model_gauges(metrics: Metrics, partitions: Partitions) -> None:
                 metric_number(learner.metric))
             metrics.adwin_width.labels(**labels).set(learner.watcher.width)
             metrics.adwin_mean.labels(**labels).set(learner.watcher.mean)
+            if learner.challenger is not None:
+                metrics.compare(name, partition, learner.challenger.metric,
+                                *learner.challenger.values())
 
 
 class ScoringService(Service):

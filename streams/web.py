@@ -103,6 +103,9 @@ def models_view(scoring: ScoringService) -> dict[str, Any]:
                 "resets": learner.n_resets,
                 "metric": {"name": learner.spec.metric, "value": metric_value(learner.metric)},
                 "last_drift": learner.last_alert,
+                "generation": None if learner.challenger is None else
+                learner.challenger.generation,
+                "challenger": None if learner.challenger is None else learner.challenger.view(),
                 "checkpoint": None if part.durable < 0 else {
                     "offset": part.durable,
                     "age_seconds": None if durable_at is None else round(now - durable_at, 3)},

@@ -262,11 +262,16 @@ def metric_samples() -> Iterator[tuple[str, Any]]:
 
 def learner_state_samples() -> Iterator[Learner]:
     """Learners whose own state (not the model's) names more classes: string labels,
-    label-free feature and prediction watchers, a regressor's error quantile."""
+    label-free feature and prediction watchers, a regressor's error quantile, a
+    challenger (promoted once: margin 0) with its windowed metrics."""
     drift = {"features": True, "prediction": True}
-    for task, pipeline in (("classification", "tree.HoeffdingTreeClassifier()"),
-                           ("regression", "linear_model.LinearRegression()")):
-        learner = Learner.from_spec(ModelSpec(task=task, pipeline=pipeline, drift=drift),
+    for task, pipeline, challenger in (
+            ("classification", "tree.HoeffdingTreeClassifier()", _LR),
+            ("regression", "linear_model.LinearRegression()", _HTR)):
+        learner = Learner.from_spec(ModelSpec(task=task, pipeline=pipeline, drift=drift,
+                                              challenger={"pipeline": challenger,
+                                                          "margin": 0, "min_events": 50,
+                                                          "window": 50}),
                                     cooldown=100)
         for x, y in events(task, 300, mixed=task == "classification"):
             learner.step(x, str(y) if task == "classification" else y)
