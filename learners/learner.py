@@ -147,7 +147,12 @@ class Learner:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
-        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, "inputs": None, **state})
+        # one by one, not through __dict__: keeps CPython's inline attributes (fast path)
+        for name, value in state.items():
+            setattr(self, name, value)
+        for name, value in (("last_alert", None), ("n_unhealthy", 0), ("inputs", None)):
+            if name not in state:
+                setattr(self, name, value)
         if "_binary" not in state:
             self._binary = self.task == "classification" and not getattr(
                 final_step(self.model), "_multiclass", True)
