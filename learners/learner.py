@@ -37,11 +37,13 @@ learners.exceptions.EventRefused: the model's labels are bool; this label is str
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+from learners import safe_pickle
 from learners.drift import DriftSignal, DriftWatcher
-from learners.exceptions import EventRefused, ModelError
+from learners.exceptions import EventRefused, ModelError, UnsupportedObject
 from learners.feature_drift import FeatureWatch, WatchSignal
 from learners.health import non_finite
 from learners.metric import make_metric
@@ -54,6 +56,10 @@ from schemas.models_file import ModelSpec
 _HUGE = 1e100
 _NUMBER, _TEXT, _ANY = 1, 2, 3
 _LABEL_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+#: CPython before 3.13 de-optimises an object for good once its ``__dict__`` is read
+#: (a deep copy or the health check does): a model learned as a transaction is then
+#: swapped for a copy built attribute by attribute (see :func:`_inline_copy`).
+_REINLINE = sys.version_info < (3, 13)
 
 
 def final_step(model: Any) -> Any:
@@ -177,7 +183,8 @@ class Learner:
             ModelError: scoring or learning failed; the learner is as it was (unless
                 ``unhealthy`` says it had to start afresh).
         """
-        learns = y is not None or self.task == "anomaly"
+        task = self.task
+        learns = y is not None or task == "anomaly"
         news = self._check(x, y) if learns else None
         version = self.n_learned
         try:
@@ -209,15 +216,16 @@ class Learner:
             self._learn(x, y, news)
         self.n_scored += 1
         self._probe = x
-        watched = self._watch_inputs(x, prediction)
+        inputs = self.inputs  # _watch_inputs, inline: the hot path
+        watched = inputs.update(x, prediction) if inputs is not None else ()
         if prediction is None:
             self.n_learned += 1
             return Step(prediction, scores, version, True, None, False, unhealthy, watched)
-        if self.task == "anomaly":
+        if task == "anomaly":
             if y is not None:
                 self.metric.update(y, prediction)
             value = float(prediction)
-        elif self.task == "classification":
+        elif task == "classification":
             self.metric.update(y, proba if self._proba_metric else prediction)
             value = 0.0 if prediction == y else 1.0
         else:
@@ -372,6 +380,8 @@ class Learner:
                 if isinstance(exc, ModelError):
                     raise
                 raise ModelError(f"{type(exc).__name__}: {exc}") from exc
+            if _REINLINE:
+                self.model = _inline_copy(self.model)
         if news is not None:
             self._remember(y, news)
         if self.label_type is None and self.task == "classification":
@@ -495,6 +505,16 @@ def _magnitude(x: dict[str, Any], y: Any) -> float:
     """The sum of the absolute numbers of an event's features (or its label if larger)."""
     total = math.fsum(abs(float(v)) for v in x.values() if type(v) in (int, float))
     return max(total, abs(float(y)) if type(y) in (int, float) else 0.0)
+
+
+def _inline_copy(model: Any) -> Any:
+    """``model`` rebuilt through :mod:`learners.safe_pickle`, whose objects keep CPython's
+    inline attributes (same state, same predictions); ``model`` itself when it cannot be
+    pickled safely."""
+    try:
+        return safe_pickle.loads(safe_pickle.dumps(model))
+    except UnsupportedObject:
+        return model
 
 
 def _watcher(spec: ModelSpec, cooldown: int) -> DriftWatcher:
