@@ -31,6 +31,7 @@ import io
 import operator
 import pickle
 import pickletools
+import sys
 import types
 from typing import Any
 
@@ -242,6 +243,9 @@ def _random_trees_embedding(state: dict[str, Any]) -> Any:
 # attributes one by one, as ``__init__`` did.
 _MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT (3.11+): the instance has inline values
 _PLAIN: dict[type, frozenset[str] | None] = {}
+#: 3.13 keeps inline values when a ``__dict__`` is materialised: BUILD costs nothing there,
+#: so pickles are written as before (``_set_state`` is still read, from 3.11/3.12 writers).
+_WRITE_SET_STATE = sys.version_info < (3, 13)
 
 
 def _plain(cls: type) -> frozenset[str] | None:
@@ -375,7 +379,7 @@ class SafePickler(pickle.Pickler):
             return (_random_trees_embedding, (state,))
         if kind is np.random.RandomState:
             return (_random_state, (obj.get_state(legacy=True),))
-        if _plain(kind) is not None:
+        if _WRITE_SET_STATE and _plain(kind) is not None:
             reduced = obj.__reduce_ex__(PROTOCOL)
             if (len(reduced) == 5 and reduced[0] is copyreg.__newobj__
                     and reduced[1] == (kind,) and type(reduced[2]) is dict
