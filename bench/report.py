@@ -7,21 +7,21 @@ from typing import Any
 
 #: The report :func:`render` regenerates; sections between markers survive it.
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-_SECTION = re.compile(r"<!-- begin (?P<name>[\w-]+) -->\n.*?<!-- end (?P=name) -->\n",
+_SECTION = re.compile(r"<!-- (?P<name>[\w-]+):begin -->\n(?P<body>.*?)<!-- (?P=name):end -->\n?",
                       re.DOTALL)
 
 
 def splice(text: str, name: str, body: str) -> str:
-    """``text`` with the section ``name`` (between ``<!-- begin name -->`` and
-    ``<!-- end name -->``) replaced by ``body``, or ``body`` appended as that section.
+    """``text`` with the section ``name`` (between ``<!-- name:begin -->`` and
+    ``<!-- name:end -->``) replaced by ``body``, or ``body`` appended as that section.
 
     >>> t = splice("# B\\n", "x", "one")
     >>> t
-    '# B\\n\\n<!-- begin x -->\\none\\n<!-- end x -->\\n'
+    '# B\\n\\n<!-- x:begin -->\\none\\n<!-- x:end -->\\n'
     >>> splice(t, "x", "two") == t.replace("one", "two")
     True
     """
-    section = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->\n"
+    section = f"<!-- {name}:begin -->\n{body.rstrip()}\n<!-- {name}:end -->\n"
     for match in _SECTION.finditer(text):
         if match["name"] == name:
             return text[:match.start()] + section + text[match.end():]
@@ -29,8 +29,8 @@ def splice(text: str, name: str, body: str) -> str:
 
 
 def marked_sections(text: str) -> list[tuple[str, str]]:
-    """The ``(name, whole section)`` pairs of ``text``, in order."""
-    return [(m["name"], m.group(0)) for m in _SECTION.finditer(text)]
+    """The ``(name, body)`` of each marked section of ``text``, in order."""
+    return [(m["name"], m["body"]) for m in _SECTION.finditer(text)]
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -41,8 +41,8 @@ def render(out: dict[str, Any]) -> str:
     """Markdown tables, with the targets and whether each is met, followed by the marked
     sections other benches wrote into the current report (kept as they are)."""
     text = _render(out)
-    for name, section in marked_sections(REPORT.read_text() if REPORT.exists() else ""):
-        text = splice(text, name, section.split("\n", 1)[1].rsplit("<!-- end", 1)[0])
+    for name, body in marked_sections(REPORT.read_text() if REPORT.exists() else ""):
+        text = splice(text, name, body)
     return text
 
 
