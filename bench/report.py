@@ -1,7 +1,36 @@
 """Render the benchmark results as docs/benchmarks.md."""
 
+import re
 import statistics
+from pathlib import Path
 from typing import Any
+
+#: The report :func:`render` regenerates; sections between markers survive it.
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+_SECTION = re.compile(r"<!-- (?P<name>[\w-]+):begin -->\n(?P<body>.*?)<!-- (?P=name):end -->\n?",
+                      re.DOTALL)
+
+
+def splice(text: str, name: str, body: str) -> str:
+    """``text`` with the section ``name`` (between ``<!-- name:begin -->`` and
+    ``<!-- name:end -->``) replaced by ``body``, or ``body`` appended as that section.
+
+    >>> t = splice("# B\\n", "x", "one")
+    >>> t
+    '# B\\n\\n<!-- x:begin -->\\none\\n<!-- x:end -->\\n'
+    >>> splice(t, "x", "two") == t.replace("one", "two")
+    True
+    """
+    section = f"<!-- {name}:begin -->\n{body.rstrip()}\n<!-- {name}:end -->\n"
+    for match in _SECTION.finditer(text):
+        if match["name"] == name:
+            return text[:match.start()] + section + text[match.end():]
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def marked_sections(text: str) -> list[tuple[str, str]]:
+    """The ``(name, body)`` of each marked section of ``text``, in order."""
+    return [(m["name"], m["body"]) for m in _SECTION.finditer(text)]
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -9,7 +38,15 @@ def _rate(r: dict[str, Any]) -> str:
 
 
 def render(out: dict[str, Any]) -> str:
-    """Markdown tables, with the targets and whether each is met."""
+    """Markdown tables, with the targets and whether each is met, followed by the marked
+    sections other benches wrote into the current report (kept as they are)."""
+    text = _render(out)
+    for name, body in marked_sections(REPORT.read_text() if REPORT.exists() else ""):
+        text = splice(text, name, body)
+    return text
+
+
+def _render(out: dict[str, Any]) -> str:
     m = out["machine"]
     d, a, b, c = out["driftline"], out["in_process"], out["aiokafka"], out["faust"]
     pairs = out["checkpoint_pairs"]

@@ -42,12 +42,14 @@ learners.exceptions.EventRefused: the model's labels are bool; this label is str
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+from learners import safe_pickle
 from learners.challenger import Challenger, Promoted
 from learners.drift import DriftSignal, DriftWatcher
-from learners.exceptions import EventRefused, ModelError
+from learners.exceptions import EventRefused, ModelError, UnsupportedObject
 from learners.feature_drift import FeatureWatch, WatchSignal
 from learners.health import non_finite
 from learners.metric import make_metric
@@ -60,6 +62,10 @@ from schemas.models_file import ModelSpec
 _HUGE = 1e100
 _NUMBER, _TEXT, _ANY = 1, 2, 3
 _LABEL_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+#: CPython before 3.13 de-optimises an object for good once its ``__dict__`` is read
+#: (a deep copy or the health check does): a model learned as a transaction is then
+#: swapped for a copy built attribute by attribute (see :func:`_inline_copy`).
+_REINLINE = sys.version_info < (3, 13)
 
 
 def final_step(model: Any) -> Any:
@@ -166,8 +172,13 @@ class Learner:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving attributes added since the checkpoint was written their defaults."""
-        self.__dict__.update({"last_alert": None, "n_unhealthy": 0, "inputs": None,
-                              "challenger": None, **state})
+        # one by one, not through __dict__: keeps CPython's inline attributes (fast path)
+        for name, value in state.items():
+            setattr(self, name, value)
+        for name, value in (("last_alert", None), ("n_unhealthy", 0), ("inputs", None),
+                            ("challenger", None)):
+            if name not in state:
+                setattr(self, name, value)
         if "_binary" not in state:
             self._binary = self.task == "classification" and not getattr(
                 final_step(self.model), "_multiclass", True)
@@ -192,7 +203,8 @@ class Learner:
             ModelError: scoring or learning failed; the learner is as it was (unless
                 ``unhealthy`` says it had to start afresh).
         """
-        learns = y is not None or self.task == "anomaly"
+        task = self.task
+        learns = y is not None or task == "anomaly"
         news = self._check(x, y) if learns else None
         version = self.n_learned
         try:
@@ -231,21 +243,23 @@ class Learner:
                          prediction: Any, proba: dict[Any, float] | None,
                          scores: dict[str, float] | None, version: int,
                          unhealthy: str | None) -> Step:
+        task = self.task
         if news is None and self.n_learned:  # nothing new: learned as before
             self._learn_plain(x, y)
         else:
             self._learn(x, y, news)
         self.n_scored += 1
         self._probe = x
-        watched = self._watch_inputs(x, prediction)
+        inputs = self.inputs  # _watch_inputs, inline: the hot path
+        watched = inputs.update(x, prediction) if inputs is not None else ()
         if prediction is None:
             self.n_learned += 1
             return Step(prediction, scores, version, True, None, False, unhealthy, watched)
-        if self.task == "anomaly":
+        if task == "anomaly":
             if y is not None:
                 self.metric.update(y, prediction)
             value = float(prediction)
-        elif self.task == "classification":
+        elif task == "classification":
             self.metric.update(y, proba if self._proba_metric else prediction)
             value = 0.0 if prediction == y else 1.0
         else:
@@ -416,6 +430,8 @@ class Learner:
                 if isinstance(exc, ModelError):
                     raise
                 raise ModelError(f"{type(exc).__name__}: {exc}") from exc
+            if _REINLINE:
+                self.model = _inline_copy(self.model)
         if news is not None:
             self._remember(y, news)
         if self.label_type is None and self.task == "classification":
@@ -548,6 +564,16 @@ def _magnitude(x: dict[str, Any], y: Any) -> float:
 def _challenger(spec: ModelSpec) -> Challenger | None:
     c = spec.challenger
     return None if c is None else Challenger(c, spec.task, spec.metric)
+
+
+def _inline_copy(model: Any) -> Any:
+    """``model`` rebuilt through :mod:`learners.safe_pickle`, whose objects keep CPython's
+    inline attributes (same state, same predictions); ``model`` itself when it cannot be
+    pickled safely."""
+    try:
+        return safe_pickle.loads(safe_pickle.dumps(model))
+    except UnsupportedObject:
+        return model
 
 
 def _watcher(spec: ModelSpec, cooldown: int) -> DriftWatcher:

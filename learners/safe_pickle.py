@@ -25,11 +25,13 @@ learners.exceptions.UnsupportedObject: checkpoint refers to builtins.eval, which
 """
 
 import copy
+import copyreg
 import functools
 import io
 import operator
 import pickle
 import pickletools
+import sys
 import types
 from typing import Any
 
@@ -257,6 +259,58 @@ def _random_trees_embedding(state: dict[str, Any]) -> Any:
     return obj
 
 
+# CPython keeps a plain object's attributes inline, where specialised bytecode reads them
+# directly; pickle's default BUILD fills a restored object through its ``__dict__``, which
+# materialises that dict and, on 3.11 and 3.12, loses the fast path for the object's whole
+# life (reading an attribute then costs a dict lookup). Objects of plain classes are
+# therefore written with :func:`_set_state` as their state setter, which sets the same
+# attributes one by one, as ``__init__`` did.
+_MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT (3.11+): the instance has inline values
+_PLAIN: dict[type, frozenset[str] | None] = {}
+#: 3.13 keeps inline values when a ``__dict__`` is materialised: BUILD costs nothing there,
+#: so pickles are written as before (``_set_state`` is still read, from 3.11/3.12 writers).
+_WRITE_SET_STATE = sys.version_info < (3, 13)
+
+
+def _plain(cls: type) -> frozenset[str] | None:
+    """For a class whose instances pickle as ``(cls.__new__(cls), state dict)`` and take
+    ``setattr`` like a dict write (allowed, no custom pickling, ``__setattr__`` or
+    ``__slots__``): the names its data descriptors own (a state key among them is written
+    into ``__dict__``, as BUILD does); else None."""
+    try:
+        return _PLAIN[cls]
+    except KeyError:
+        pass
+    plain = (cls.__flags__ & _MANAGED_DICT
+             and (cls.__module__, cls.__qualname__) in safe_pickle_names.CLASSES
+             and cls.__reduce_ex__ is object.__reduce_ex__
+             and cls.__reduce__ is object.__reduce__
+             and cls.__getstate__ is object.__getstate__  # type: ignore[attr-defined]
+             and cls.__setattr__ is object.__setattr__
+             and not any(hasattr(cls, name) for name in (
+                 "__setstate__", "__getnewargs_ex__", "__getnewargs__")))
+    owned = frozenset(name for klass in cls.__mro__ for name, value in vars(klass).items()
+                      if hasattr(type(value), "__set__")) if plain else None
+    _PLAIN[cls] = owned
+    return owned
+
+
+def _set_state(obj: Any, state: dict[str, Any]) -> None:
+    """Set an allowed plain object's attributes from ``state`` (what BUILD would write into
+    its ``__dict__``), one by one, so that it keeps CPython's inline attributes."""
+    owned = _plain(type(obj))
+    if owned is None or type(state) is not dict:
+        raise UnsupportedObject(f"checkpoint sets the state of a {_qualified(type(obj))}, "
+                                "which is not allowed")
+    if not all(type(k) is str for k in state):
+        raise UnsupportedObject("checkpoint holds a malformed object state")
+    if owned.isdisjoint(state):
+        for name, value in state.items():
+            setattr(obj, name, value)
+    else:
+        obj.__dict__.update(state)
+
+
 class LegacyPartial(functools.partial):  # type: ignore[type-arg]
     """``functools.partial`` as format-1 checkpoints (plain pickle) wrote it, e.g. in River's
     confusion matrix: read only there, and only for what :func:`_partial` accepts (both at
@@ -299,7 +353,7 @@ LEGACY: dict[tuple[str, str], Any] = {
 
 RECONSTRUCTORS = {f.__name__: f for f in (_dtype, _array, _scalar, _random_state, _function,
                                           _bound_method, _partial, _itemgetter,
-                                          _random_trees_embedding)}
+                                          _random_trees_embedding, _set_state)}
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     safe_pickle_names.CLASSES | {(_MODULE, name) for name in RECONSTRUCTORS})
 
@@ -349,6 +403,12 @@ class SafePickler(pickle.Pickler):
             return (_random_trees_embedding, (state,))
         if kind is np.random.RandomState:
             return (_random_state, (obj.get_state(legacy=True),))
+        if _WRITE_SET_STATE and _plain(kind) is not None:
+            reduced = obj.__reduce_ex__(PROTOCOL)
+            if (len(reduced) == 5 and reduced[0] is copyreg.__newobj__
+                    and reduced[1] == (kind,) and type(reduced[2]) is dict
+                    and reduced[3] is None and reduced[4] is None):
+                return (*reduced, _set_state)
         return NotImplemented
 
 

@@ -197,7 +197,8 @@ _DANGEROUS_MODULES = ("pickle", "_pickle", "os", "posix", "nt", "sys", "subproce
                       "operator", "functools", "copyreg", "runpy", "ctypes", "marshal", "types",
                       "code", "inspect", "numpy")
 _RECONSTRUCTORS = {"_dtype", "_array", "_scalar", "_random_state", "_function",
-                   "_bound_method", "_partial", "_itemgetter", "_random_trees_embedding"}
+                   "_bound_method", "_partial", "_itemgetter", "_random_trees_embedding",
+                   "_set_state"}
 
 
 def test_every_allowed_entry_is_a_class_or_a_named_reconstructor():
