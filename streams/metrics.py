@@ -132,6 +132,19 @@ class Metrics:
             self.alerts.labels(model=model, signal=watched_signal(task))
         for reason in reasons:
             self.deadletters.labels(reason=reason)
+        for model in models:
+            self.fresh_starts.labels(model=model)
+
+    def declare_partition(self, partition: int) -> None:
+        """Create an assigned partition's gap and out-of-range counters at 0.
+
+        >>> m = Metrics()
+        >>> m.declare_partition(3)
+        >>> b'driftline_offset_gap_events_total{partition="3"} 0.0' in m.render()
+        True
+        """
+        for counter in (self.offset_gaps, self.offset_gap_events, self.offset_out_of_range):
+            counter.labels(partition=str(partition))
 
     def declare_drift(self, models: list[str]) -> None:
         """Create every model's incident, promotion and label-free alert series at 0

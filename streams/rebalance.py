@@ -92,6 +92,7 @@ class Rebalancer(ConsumerRebalanceListener):
         """New partitions: a fresh state each, paused and restored in the background."""
         async with self.lock:
             for tp in sorted(assigned):
+                self.metrics.declare_partition(tp.partition)
                 state = self.partitions.assign(tp.partition)  # always from Redis
                 if self.checkpointer is None:
                     state.restore({}, time.monotonic(), time.time())
