@@ -2,14 +2,20 @@
 whatever the partitions and workers; changes far apart in event time are two; a feature
 shift without labels is a published ``feature`` alert."""
 
+import asyncio
 import itertools
+import json
 import random
 import signal
+import urllib.request
 
 import orjson
 from river.datasets import synth
 
 from schemas.outputs import DriftAlert, Incident
+from schemas.settings import Settings
+from streams.kafka_clients import make_admin
+from tests.helpers import wait_for
 from tests.kafka_tools import consume, consume_until, create_topic, produce
 
 PARTITIONS = 6
@@ -50,11 +56,47 @@ def latest(records) -> dict[str, Incident]:
     return out
 
 
+def split_between(workers) -> bool:
+    """Every worker ready, each with some of the events topic's partitions, all covered."""
+    shares = []
+    for w in workers:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{w.env['DRIFTLINE_WEB_PORT']}/ready",
+                                        timeout=2) as answer:
+                body = json.loads(answer.read())
+        except OSError:  # not answering yet, or 503 before its partitions are restored
+            return False
+        if not body.get("ready"):
+            return False
+        shares.append(set(body["assigned"]))
+    return all(shares) and set().union(*shares) == set(range(PARTITIONS))
+
+
+def agent_group_members(kafka, group: str) -> int:
+    """Members of ``group`` when it is Stable (else 0)."""
+    async def run() -> int:
+        admin = make_admin(Settings(kafka_bootstrap=kafka.bootstrap))
+        await admin.start()
+        try:
+            (described,) = await admin.describe_consumer_groups([group])
+        finally:
+            await admin.close()
+        (found,) = described.groups
+        return len(found[5]) if found[2] == "Stable" else 0
+    return asyncio.run(run())
+
+
 def run_two_workers(kafka, topic_prefix, start_worker, tmp_path, per_partition) -> list:
     create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=PARTITIONS)
     models = tmp_path / "models.toml"
     models.write_text(MODELS_TOML)
     workers = [start_worker(DRIFTLINE_MODELS=str(models)) for _ in range(2)]
+    # Both groups settled before any event: the scoring group (each worker ready with its
+    # share of the partitions) and the incidents agent's group (two stable members), so no
+    # rebalance moves the alerts partition while an incident is being built.
+    wait_for(lambda: split_between(workers), 120, "both workers ready with a share each")
+    wait_for(lambda: agent_group_members(kafka, f"{topic_prefix}app-worker") == 2, 120,
+             "the incidents agent's group to be stable with two members")
     send(kafka, f"{topic_prefix}events", per_partition)
     total = sum(len(rows) for rows in per_partition.values())
     consume(kafka.bootstrap, f"{topic_prefix}predictions", total, timeout=240)
