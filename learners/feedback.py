@@ -506,10 +506,5 @@ def learn_delayed(learner: Any, features: dict[str, Any], scored: Scored,
     if y_pred is not None and y_pred != {}:
         learner.metric.update(label, y_pred)
     learner.model.learn_one(features, label)
-    learner.n_learned += 1
-    signal = learner.watcher.update(loss)
-    reset = (signal is not None and signal.kind == "worse"
-             and learner.spec.drift.on_drift == "reset")
-    if reset:
-        learner.reset()
+    signal, reset = learner.observe_loss(loss)
     return DelayedStep(True, signal, reset)

@@ -490,13 +490,23 @@ class Learner:
     def _watch(self, prediction: Any, value: float, version: int,
                scores: dict[str, float] | None, unhealthy: str | None,
                watched: "list[WatchSignal] | tuple[()]" = ()) -> Step:
+        signal, reset = self.observe_loss(value)
+        return Step(prediction, scores, version, True, signal, reset, unhealthy, watched)
+
+    def observe_loss(self, value: float) -> tuple[DriftSignal | None, bool]:
+        """Count one learned event and give its loss (or score) to the drift watcher;
+        reset the model if an alert says so (``on_drift = "reset"``).
+
+        Returns:
+            The watcher's signal (or None) and whether the model was reset.
+        """
         self.n_learned += 1
         signal = self.watcher.update(value)
         reset = (signal is not None and signal.kind == "worse"
                  and self.spec.drift.on_drift == "reset")
         if reset:
             self.reset()
-        return Step(prediction, scores, version, True, signal, reset, unhealthy, watched)
+        return signal, reset
 
     def adopt(self, spec: ModelSpec, cooldown: int) -> bool:
         """Take the models file's current settings for this (restored) learner.
