@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import typer
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -28,7 +28,7 @@ from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
 from streams.config import load_models
-from streams.kafka_security import kafka_security_kwargs
+from streams.kafka_clients import make_reader
 from streams.redis_client import make_redis
 
 app = typer.Typer(help="List, inspect, roll back, export and import model checkpoints.",
@@ -162,8 +162,7 @@ def import_(file: Path, model: str, partition: int,
 
 
 async def _end_offset(settings: Settings, partition: int) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                **kafka_security_kwargs(settings))
+    consumer = make_reader(settings)
     await consumer.start()
     try:
         tp = TopicPartition(settings.topic(constants.EVENTS), partition)

@@ -10,13 +10,12 @@ from typing import Any
 
 import orjson
 import typer
-from aiokafka import AIOKafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
-from streams.kafka_security import kafka_security_kwargs
+from streams.kafka_clients import make_producer
 from streams.sources import (
     feedback_file,
     file_events,
@@ -42,10 +41,7 @@ async def send_messages(settings: Settings, messages: Iterable[tuple[str, dict[s
                         rate: float, total: int | None, show_progress: bool) -> int:
     """Send (topic, message) pairs in order, keyed by ``event_id`` (so feedback lands on
     its event's partition); ``rate`` messages/s (0: as fast as possible)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=5,
-                                max_request_size=settings.max_fetch_bytes,
-                                **kafka_security_kwargs(settings))
+    producer = make_producer(settings, client_id=f"{settings.app_id}-produce", linger_ms=5)
     await producer.start()
     sent = 0
     start = time.monotonic()

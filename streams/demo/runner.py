@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
 
 from schemas import constants
 from schemas.exceptions import DriftlineError
@@ -21,6 +20,7 @@ from streams.demo import probe
 from streams.demo.dataset import Message
 from streams.demo.services import Worker
 from streams.demo.tracker import RunState
+from streams.kafka_clients import make_producer
 from streams.kafka_security import kafka_security_kwargs
 from streams.topic_reader import count_records, follow
 
@@ -63,10 +63,7 @@ async def run(settings: Settings, messages: Iterable[Message], rate: float, stat
 async def _send(settings: Settings, messages: Iterable[Message], rate: float,
                 state: RunState) -> None:
     topic = settings.topic(constants.EVENTS)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=5,
-                                max_request_size=settings.max_fetch_bytes,
-                                **kafka_security_kwargs(settings))
+    producer = make_producer(settings, client_id=f"{settings.app_id}-demo", linger_ms=5)
     await producer.start()
     loop = asyncio.get_running_loop()
     start = loop.time()
