@@ -37,6 +37,7 @@ learners.exceptions.EventRefused: the model's labels are bool; this label is str
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,9 @@ class Step:
     unhealthy: str | None = None
     #: Label-free alerts (feature / prediction distribution), see ``Learner.inputs``.
     watched: list[WatchSignal] | tuple[()] = ()
+    #: Classifiers: the raw probabilities, keyed by class (not by ``class_key``); what a
+    #: pending prediction keeps for a late label (``learners/feedback.py``).
+    proba: dict[Any, float] | None = None
 
 
 def input_watch(spec: ModelSpec, cooldown: int) -> FeatureWatch | None:
@@ -197,17 +201,69 @@ class Learner:
         if not learns:
             self.n_scored += 1
             return Step(prediction, scores, version, False, None, False, unhealthy,
-                        self._watch_inputs(x, prediction))
+                        self._watch_inputs(x, prediction), proba)
+        step = self._learn_judged(x, y, news, prediction, proba, scores, unhealthy,
+                                  lambda: self._watch_inputs(x, prediction))
+        self.n_scored += 1
+        return step
+
+    def learn_late(self, x: dict[str, Any], y: Any, prediction: Any,
+                   proba: dict[Any, float] | None) -> Step:
+        """Learn a late label ``y`` for features ``x`` scored earlier as ``prediction``
+        (``proba``: the classifier's probabilities then, else None).
+
+        Prequential evaluation with delay, as River's ``evaluate.progressive_val_score``
+        with ``delay``: the metric and ADWIN judge the *stored* prediction against ``y``
+        (neither sees a missing prediction), then the model learns ``x`` with the same
+        checks and transaction as :meth:`step`. Anomaly models learned when they scored:
+        only their metric takes the label (``learned`` is False).
+
+        Raises:
+            EventRefused: the label cannot be taken (``reason`` ``invalid_label``).
+            ModelError: learning failed; the learner is as it was (see :meth:`step`).
+
+        >>> from schemas.models_file import ModelSpec
+        >>> learner = Learner.from_spec(ModelSpec(task="classification",
+        ...     pipeline="linear_model.LogisticRegression()"), cooldown=100)
+        >>> scored = learner.step({"x": 1.0}, None)
+        >>> late = learner.learn_late({"x": 1.0}, True, scored.prediction, scored.proba)
+        >>> late.learned, late.version, learner.n_learned, scored.proba
+        (True, 0, 1, {False: 0.5, True: 0.5})
+        """
+        version = self.n_learned
+        if self.task == "anomaly":
+            self._check(x, y)
+            if prediction is not None:
+                self.metric.update(y, prediction)
+            return Step(prediction, None, version, False, None, False, proba=proba)
+        news = self._check(x, y)
+        return self._learn_judged(x, y, news, prediction, proba, None, None, lambda: ())
+
+    def check_label(self, y: Any) -> None:
+        """Refuse a label this model cannot learn (a late label, before it is joined).
+
+        Raises:
+            EventRefused: ``invalid_label`` (type, class limit, length, not finite).
+        """
+        self._check_label(y, self._high, None)
+
+    def _learn_judged(self, x: dict[str, Any], y: Any, news: "_News | None", prediction: Any,
+                      proba: dict[Any, float] | None, scores: dict[str, float] | None,
+                      unhealthy: str | None,
+                      watch: "Callable[[], list[WatchSignal] | tuple[()]]") -> Step:
+        """Learn ``(x, y)``, then judge ``prediction`` (made before) with the metric and
+        ADWIN: the learning half of test-then-train, inline or late."""
+        version = self.n_learned
         if news is None and self.n_learned:  # nothing new: learned as before
             self._learn_plain(x, y)
         else:
             self._learn(x, y, news)
-        self.n_scored += 1
         self._probe = x
-        watched = self._watch_inputs(x, prediction)
-        if prediction is None:
+        watched = watch()
+        if prediction is None or proba == {}:
             self.n_learned += 1
-            return Step(prediction, scores, version, True, None, False, unhealthy, watched)
+            return Step(prediction, scores, version, True, None, False, unhealthy, watched,
+                        proba)
         if self.task == "anomaly":
             if y is not None:
                 self.metric.update(y, prediction)
@@ -220,9 +276,11 @@ class Learner:
             if value == math.inf:  # finite numbers whose difference overflows: no error
                 self.n_learned += 1
                 return Step(prediction, scores, version, True, None, False, unhealthy,
-                            watched)
+                            watched, proba)
             self.metric.update(y, prediction)
-        return self._watch(prediction, value, version, scores, unhealthy, watched)
+        step = self._watch(prediction, value, version, scores, unhealthy, watched)
+        step.proba = proba
+        return step
 
     def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None,
                                                    dict[str, float] | None]:

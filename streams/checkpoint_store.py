@@ -41,6 +41,60 @@ end
 return refused
 """
 
+# Late labels (issue 13): the same newer-only write, where "newer" is the pair
+# (events offset, feedback offset), and each accepted model's pending-predictions hash
+# written with its blob (DEL first on a full write, then HDEL, then HSET).
+# KEYS: offsets hash, feedback offsets hash, then (versions list, pending hash) per model.
+# ARGV: keep, then per model: model, offset, feedback offset, blob, full (0/1), #set, #del,
+# #set (field, value) pairs, #del fields.
+_SAVE_PENDING = """
+local keep = tonumber(ARGV[1])
+local refused = 0
+local a = 2
+for i = 3, #KEYS, 2 do
+  local model = ARGV[a]
+  local offset = tonumber(ARGV[a + 1])
+  local fb = tonumber(ARGV[a + 2])
+  local blob = ARGV[a + 3]
+  local full = ARGV[a + 4] == '1'
+  local nset = tonumber(ARGV[a + 5])
+  local ndel = tonumber(ARGV[a + 6])
+  local first = a + 7
+  a = first + 2 * nset + ndel
+  local current = tonumber(redis.call('HGET', KEYS[1], model) or '-2')
+  local current_fb = tonumber(redis.call('HGET', KEYS[2], model) or '-2')
+  if current < offset or (current == offset and current_fb < fb) then
+    redis.call('LPUSH', KEYS[i], blob)
+    redis.call('LTRIM', KEYS[i], 0, keep - 1)
+    redis.call('HSET', KEYS[1], model, offset)
+    redis.call('HSET', KEYS[2], model, fb)
+    if full then
+      redis.call('DEL', KEYS[i + 1])
+    end
+    for j = 0, ndel - 1 do
+      redis.call('HDEL', KEYS[i + 1], ARGV[first + 2 * nset + j])
+    end
+    for j = 0, nset - 1 do
+      redis.call('HSET', KEYS[i + 1], ARGV[first + 2 * j], ARGV[first + 2 * j + 1])
+    end
+  elseif current > offset or (current == offset and current_fb > fb) then
+    refused = refused + 1
+  end
+end
+return refused
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    """One model's pending-hash write (``learners/feedback_codec.py``): the feedback
+    offset its blob reflects, fields to set and delete, and whether to replace the hash."""
+
+    feedback_offset: int
+    hset: dict[bytes, bytes]
+    hdel: list[bytes]
+    full: bool
+
 
 @dataclass
 class Restored:
@@ -48,6 +102,8 @@ class Restored:
 
     learners: dict[str, tuple[int, Learner]] = field(default_factory=dict)
     rejected: list[tuple[str, int, str]] = field(default_factory=list)
+    #: Late labels: the ``feedback`` header object of each restored model that has one.
+    feedback: dict[str, dict] = field(default_factory=dict)
 
 
 class CheckpointStore:
@@ -62,6 +118,7 @@ class CheckpointStore:
         self.group = group
         self.topic = topic
         self._save = client.register_script(_SAVE)
+        self._save_pending = client.register_script(_SAVE_PENDING)
 
     def where(self, partition: int, model: str) -> Where:
         """The identity a checkpoint of (partition, model) is signed with."""
@@ -75,9 +132,23 @@ class CheckpointStore:
         """Redis hash model -> newest checkpointed offset, for one partition."""
         return f"{self.prefix}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
 
-    async def save(self, partition: int, blobs: dict[str, tuple[int, bytes]]) -> int:
+    def pending_key(self, partition: int, model: str) -> str:
+        """Redis hash of (partition, model)'s pending predictions (late labels)."""
+        return f"{self.prefix}:ckpt-pending:{self.group}:{self.topic}:{partition}:{model}"
+
+    def feedback_offsets_key(self, partition: int) -> str:
+        """Redis hash model -> feedback offset of its newest checkpoint, for one partition."""
+        return f"{self.prefix}:ckpt-fboffsets:{self.group}:{self.topic}:{partition}"
+
+    async def save(self, partition: int, blobs: dict[str, tuple[int, bytes]],
+                   pending: dict[str, PendingWrite] | None = None) -> int:
         """Store one partition's (offset, blob) per model atomically, each only if newer
-        than the stored one; return how many models already had a newer checkpoint."""
+        than the stored one; return how many models already had a newer checkpoint.
+
+        With ``pending`` (late labels), "newer" is (offset, feedback offset) and each
+        accepted model's pending hash is written in the same script."""
+        if pending is not None:
+            return await self._save_with_pending(partition, blobs, pending)
         models = list(blobs)
         keys = [self.offsets_key(partition)] + [self.versions_key(partition, m) for m in models]
         args: list[object] = [self.keep]
@@ -85,6 +156,28 @@ class CheckpointStore:
             offset, blob = blobs[model]
             args += [model, offset, blob]
         return int(await self._save(keys=keys, args=args))
+
+    async def _save_with_pending(self, partition: int, blobs: dict[str, tuple[int, bytes]],
+                                 pending: dict[str, PendingWrite]) -> int:
+        keys = [self.offsets_key(partition), self.feedback_offsets_key(partition)]
+        args: list[object] = [self.keep]
+        for model, (offset, blob) in blobs.items():
+            write = pending.get(model) or PendingWrite(-1, {}, [], False)
+            keys += [self.versions_key(partition, model), self.pending_key(partition, model)]
+            args += [model, offset, write.feedback_offset, blob, int(write.full),
+                     len(write.hset), len(write.hdel)]
+            for name, value in write.hset.items():
+                args += [name, value]
+            args += write.hdel
+        return int(await self._save_pending(keys=keys, args=args))
+
+    async def pending(self, partition: int, model: str) -> dict[bytes, bytes]:
+        """Every field of (partition, model)'s pending hash (HSCAN, in pages)."""
+        found: dict[bytes, bytes] = {}
+        async for name, value in self.client.hscan_iter(self.pending_key(partition, model),
+                                                        count=1000):
+            found[name] = value
+        return found
 
     async def versions(self, partition: int, model: str) -> list[bytes]:
         """All stored versions of (partition, model), newest first."""
@@ -105,6 +198,8 @@ class CheckpointStore:
                     found.rejected.append((model, index, str(exc)))
                     continue
                 found.learners[model] = (header.offset, learner)
+                if header.feedback is not None:
+                    found.feedback[model] = header.feedback
                 break
         return found
 

@@ -47,7 +47,8 @@ class Committer:
 
     def __init__(self, consumer: OffsetCommitter, partitions: Partitions,
                  checkpointer: Checkpointer | None, settings: Settings, topic: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 feedback_topic: str | None = None) -> None:
         self.consumer = consumer
         self.partitions = partitions
         self.checkpointer = checkpointer
@@ -55,6 +56,8 @@ class Committer:
         self.topic = topic
         self.clock = clock
         self.next_commit = 0.0
+        #: Late labels: the feedback topic, committed by the same rule (None: not consumed).
+        self.feedback_topic = feedback_topic
 
     def commit_due(self) -> bool:
         """True every ``commit_interval`` seconds."""
@@ -87,12 +90,19 @@ class Committer:
         checkpointed; a failed commit is logged and retried next time."""
         self.next_commit = self.clock() + self.settings.commit_interval
         wanted = None if which is None else set(which)
-        offsets, states = {}, {}
+        offsets, states, feedback = {}, {}, {}
         for partition, state in self.partitions.items():
             upto = state.committable() if wanted is None or partition in wanted else None
             if upto is not None:
                 offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(upto + 1, "")
                 states[partition] = (state, upto)
+            fb = (state.committable_feedback() if self.feedback_topic is not None
+                  and (wanted is None or partition in wanted) else None)
+            if fb is not None:
+                assert self.feedback_topic is not None
+                offsets[TopicPartition(self.feedback_topic, partition)] = OffsetAndMetadata(
+                    fb + 1, "")
+                feedback[partition] = (state, fb)
         if not offsets:
             return
         try:
@@ -103,3 +113,6 @@ class Committer:
         for partition, (state, upto) in states.items():
             if self.partitions.get(partition) is state and state.active:
                 state.commit(upto)
+        for partition, (state, upto) in feedback.items():
+            if self.partitions.get(partition) is state and state.active:
+                state.commit_feedback(upto)

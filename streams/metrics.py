@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from learners.drift import watched_signal
+from learners.feedback import OUTCOMES
 
 if TYPE_CHECKING:
     from streams.processor import BatchResult
@@ -92,6 +93,10 @@ class Metrics:
         self.promotions = Counter("driftline_promotions_total",
                                   "Challengers promoted to champion (placeholder: stays 0 "
                                   "until champion/challenger ships).", ["model"], registry=r)
+        self.feedback = Counter("driftline_feedback_total",
+                                "Late labels and pending predictions by outcome (matched, "
+                                "duplicate, unmatched, early, expired, evicted).",
+                                ["model", "outcome"], registry=r)
         self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
                               registry=r)
 
@@ -103,6 +108,8 @@ class Metrics:
                             self.drift_improvements, self.drift_muted):
                 counter.labels(model=model)
             self.alerts.labels(model=model, signal=watched_signal(task))
+            for outcome in OUTCOMES:
+                self.feedback.labels(model=model, outcome=outcome)
         for reason in reasons:
             self.deadletters.labels(reason=reason)
 
@@ -146,6 +153,8 @@ class Metrics:
             self.skipped.inc(result.skipped)
         for (model, signal), n in result.alerts.items():
             self.alerts.labels(model=model, signal=signal).inc(n)
+        for (model, outcome), n in result.feedback.items():
+            self.feedback.labels(model=model, outcome=outcome).inc(n)
         for (model, kind), n in result.drift.items():
             if kind == "better":
                 self.drift_improvements.labels(model=model).inc(n)

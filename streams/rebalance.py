@@ -49,7 +49,9 @@ class Rebalancer(ConsumerRebalanceListener):
 
     def __init__(self, consumer: Positions, partitions: Partitions, registry: ModelRegistry,
                  committer: Committer, checkpointer: Checkpointer | None, metrics: Metrics,
-                 lock: asyncio.Lock, on_fatal: Callable[[BaseException], None]) -> None:
+                 lock: asyncio.Lock, on_fatal: Callable[[BaseException], None],
+                 feedback_topic: str | None = None,
+                 on_moved: Callable[[int, dict[str, int] | None], None] | None = None) -> None:
         self.consumer = consumer
         self.partitions = partitions
         self.registry = registry
@@ -59,6 +61,10 @@ class Rebalancer(ConsumerRebalanceListener):
         self.lock = lock
         self.on_fatal = on_fatal
         self.restoring: dict[int, asyncio.Task[None]] = {}
+        #: Late labels: the feedback topic (co-partitioned with the events topic), and
+        #: what to tell when a partition's position changes (the merge buffers).
+        self.feedback_topic = feedback_topic
+        self.on_moved = on_moved
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """Before partitions move: stop their restores, checkpoint, commit, forget them."""
@@ -74,20 +80,25 @@ class Rebalancer(ConsumerRebalanceListener):
             finally:
                 for partition in numbers:
                     self.partitions.revoke(partition)
+                    if self.on_moved is not None:
+                        self.on_moved(partition, None)
                 self.metrics.assigned.set(len(self.partitions))
         log.info("partitions revoked: %s", sorted(numbers))
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """New partitions: a fresh state each, paused and restored in the background."""
         async with self.lock:
-            for tp in sorted(assigned):
-                state = self.partitions.assign(tp.partition)  # always from Redis
+            for partition in sorted({tp.partition for tp in assigned}):
+                tps = sorted(tp for tp in assigned if tp.partition == partition)
+                state = self.partitions.assign(partition)  # always from Redis
+                if self.on_moved is not None:
+                    self.on_moved(partition, None)
                 if self.checkpointer is None:
                     state.restore({}, time.monotonic(), time.time())
                     continue
-                self.consumer.pause(tp)
-                self.restoring[tp.partition] = asyncio.create_task(
-                    self._restore(tp, state), name=f"driftline-restore-{tp.partition}")
+                self.consumer.pause(*tps)
+                self.restoring[partition] = asyncio.create_task(
+                    self._restore(tps, state), name=f"driftline-restore-{partition}")
             self.metrics.assigned.set(len(self.partitions))
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
 
@@ -103,10 +114,13 @@ class Rebalancer(ConsumerRebalanceListener):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _restore(self, tp: TopicPartition, state: PartitionState) -> None:
+    async def _restore(self, tps: list[TopicPartition], state: PartitionState) -> None:
         assert self.checkpointer is not None
+        tp = next((t for t in tps if t.topic != self.feedback_topic), tps[0])
         try:
             found = await self.checkpointer.restore(tp.partition, self.registry.names)
+            fb_offsets = await self.checkpointer.restore_pending(tp.partition, found,
+                                                                 state.feedback)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -124,10 +138,18 @@ class Rebalancer(ConsumerRebalanceListener):
                             "starting it afresh", name,
                             extra={"model": name, "partition": tp.partition})
                 del found.learners[name]
-        state.restore(found.learners, time.monotonic(), time.time())
+        for name in list(state.feedback.stores):
+            if name not in found.learners:  # started afresh: so are its pending predictions
+                del state.feedback.stores[name]
+        state.restore(found.learners, time.monotonic(), time.time(), fb_offsets)
         if found.learners:
-            self.consumer.seek(tp, state.offset + 1)
+            positions = {t.topic: (state.fb.processed if t.topic == self.feedback_topic
+                                   else state.offset) + 1 for t in tps}
+            for t in tps:
+                self.consumer.seek(t, positions[t.topic])
+            if self.on_moved is not None:
+                self.on_moved(tp.partition, positions)
             log.info("partition %s restored at offset %s (%s)", tp.partition, state.offset,
                      ", ".join(f"{m}: {o}" for m, (o, _) in found.learners.items()),
                      extra={"partition": tp.partition, "offset": state.offset})
-        self.consumer.resume(tp)
+        self.consumer.resume(*tps)

@@ -242,7 +242,6 @@ def test_plan_counts_add_up():
     print(f"\nexpected outcomes: {dict(e)}")
 
 
-@pytest.mark.skip(reason="wired in phase 2")
 @pytest.mark.parametrize("scenario", ["plain", "kill_twice", "two_workers_one_killed"])
 def test_late_labels_are_learned_exactly_once(kafka, topic_prefix, start_worker, tmp_path,
                                               scenario):
