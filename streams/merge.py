@@ -5,12 +5,13 @@ and feedback interleave, so both must be merged the same way on every run, live 
 replayed after a crash: by (record timestamp, events before feedback, offset). A record
 is released only when the other topic-partition of its partition cannot bring an earlier
 one: it has a record buffered, or it is caught up (its next offset is at its high
-watermark, as last reported by the broker). This is Kafka Streams' rule for joins with
-``max.task.idle.ms = 0``. Pure: the caller passes the high watermarks and positions in.
+watermark, as last reported by the broker), or it is not assigned here. This is Kafka
+Streams' rule for joins with ``max.task.idle.ms = 0``. Pure: the caller passes the high
+watermarks and positions in.
 
 >>> m = Merger("t.events", "t.feedback")
 >>> m.add([Record("t.feedback", 0, 0, b"k", b"f", 15), Record("t.events", 0, 0, b"k", b"e", 20)])
->>> m.reset(0, {"t.events": 0, "t.feedback": 0})  # positions after a seek: buffers dropped
+>>> m.reset(0, {"t.events": 0, "t.feedback": 0})  # assigned, positions known: buffers dropped
 >>> m.add([Record("t.feedback", 0, 0, b"k", b"f", 15), Record("t.events", 0, 0, b"k", b"e", 10),
 ...        Record("t.events", 0, 1, b"k", b"e", 20)])
 >>> [(r.topic[2:], r.offset) for r in m.ready(lambda topic, p: 1)]  # feedback at its end
@@ -37,6 +38,7 @@ class Merger:
         self.feedback = feedback
         self._buffers: dict[tuple[str, int], deque[Record]] = {}
         self._next: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
 
     def add(self, records: Iterable[Record]) -> None:
         """Buffer fetched records (each topic-partition's in offset order)."""
@@ -45,14 +47,19 @@ class Merger:
             self._buffers.setdefault(where, deque()).append(record)
             self._next[where] = record.offset + 1
 
-    def reset(self, partition: int, positions: dict[str, int] | None = None) -> None:
-        """``partition`` was (re)assigned, revoked or sought: drop its buffers; the next
-        offsets of its topics are ``positions`` (topic -> offset) if known."""
+    def reset(self, partition: int, positions: dict[str, int | None] | None = None) -> None:
+        """``partition`` was (re)assigned, revoked or sought: drop its buffers. Its
+        topic-partitions assigned here are the keys of ``positions`` (None: revoked), each
+        with its next offset if known."""
         for topic in (self.events, self.feedback):
-            self._buffers.pop((topic, partition), None)
-            self._next.pop((topic, partition), None)
+            where = (topic, partition)
+            self._buffers.pop(where, None)
+            self._next.pop(where, None)
+            self._assigned.discard(where)
             if positions is not None and topic in positions:
-                self._next[topic, partition] = positions[topic]
+                self._assigned.add(where)
+                if (offset := positions[topic]) is not None:
+                    self._next[where] = offset
 
     def unknown(self) -> list[tuple[str, int]]:
         """Topic-partitions with buffered records on the other side whose position is
@@ -60,7 +67,8 @@ class Merger:
         found = []
         for topic, partition in list(self._buffers):
             other = (self.feedback if topic == self.events else self.events, partition)
-            if self._buffers[topic, partition] and other not in self._next:
+            if (self._buffers[topic, partition] and other not in self._next
+                    and other in self._assigned):
                 found.append(other)
         return found
 
@@ -88,6 +96,8 @@ class Merger:
         return out
 
     def _caught_up(self, topic: str, partition: int, highwater: Highwater) -> bool:
+        if (topic, partition) not in self._assigned:
+            return True
         position = self._next.get((topic, partition))
         high = highwater(topic, partition)
         return position is not None and high is not None and position >= high

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
@@ -51,7 +51,8 @@ class Rebalancer(ConsumerRebalanceListener):
                  committer: Committer, checkpointer: Checkpointer | None, metrics: Metrics,
                  lock: asyncio.Lock, on_fatal: Callable[[BaseException], None],
                  feedback_topic: str | None = None,
-                 on_moved: Callable[[int, dict[str, int] | None], None] | None = None) -> None:
+                 on_moved: Callable[[int, dict[str, int | None] | None], None] | None = None
+                 ) -> None:
         self.consumer = consumer
         self.partitions = partitions
         self.registry = registry
@@ -92,7 +93,7 @@ class Rebalancer(ConsumerRebalanceListener):
                 tps = sorted(tp for tp in assigned if tp.partition == partition)
                 state = self.partitions.assign(partition)  # always from Redis
                 if self.on_moved is not None:
-                    self.on_moved(partition, None)
+                    self.on_moved(partition, dict.fromkeys(tp.topic for tp in tps))
                 if self.checkpointer is None:
                     state.restore({}, time.monotonic(), time.time())
                     continue
@@ -121,6 +122,8 @@ class Rebalancer(ConsumerRebalanceListener):
             found = await self.checkpointer.restore(tp.partition, self.registry.names)
             fb_offsets = await self.checkpointer.restore_pending(tp.partition, found,
                                                                  state.feedback)
+            starts = ({} if found.learners or len(tps) < 2
+                      else await self._starts(tps))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -143,8 +146,9 @@ class Rebalancer(ConsumerRebalanceListener):
                 del state.feedback.stores[name]
         state.restore(found.learners, time.monotonic(), time.time(), fb_offsets)
         if found.learners:
-            positions = {t.topic: (state.fb.processed if t.topic == self.feedback_topic
-                                   else state.offset) + 1 for t in tps}
+            positions: dict[str, int | None] = {
+                t.topic: (state.fb.processed if t.topic == self.feedback_topic
+                          else state.offset) + 1 for t in tps}
             for t in tps:
                 self.consumer.seek(t, positions[t.topic])
             if self.on_moved is not None:
@@ -152,4 +156,21 @@ class Rebalancer(ConsumerRebalanceListener):
             log.info("partition %s restored at offset %s (%s)", tp.partition, state.offset,
                      ", ".join(f"{m}: {o}" for m, (o, _) in found.learners.items()),
                      extra={"partition": tp.partition, "offset": state.offset})
+        elif starts:  # nothing checkpointed: from the group's offsets, positions known
+            for t, offset in starts.items():
+                self.consumer.seek(t, offset)
+            if self.on_moved is not None:
+                self.on_moved(tp.partition, {t.topic: o for t, o in starts.items()})
         self.consumer.resume(*tps)
+
+    async def _starts(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each of ``tps`` starts without a checkpoint: the group's committed offset,
+        else the log start (the merge of events and feedback needs both positions)."""
+        consumer: Any = self.consumer  # aiokafka's AIOKafkaConsumer
+        starts = {}
+        for t in tps:
+            committed = await consumer.committed(t)
+            if committed is None:
+                committed = (await consumer.beginning_offsets([t]))[t]
+            starts[t] = committed
+        return starts

@@ -138,9 +138,13 @@ class ScoringLoop:
         for topic, partition in merger.unknown():
             if self.partitions.active(partition) is None:
                 continue
-            with contextlib.suppress(Exception):  # not assigned (any more): asked again
-                merger.position(topic, partition,
-                                await self.consumer.position(TopicPartition(topic, partition)))
+            try:  # bounded: a partition whose position is not known yet is asked again
+                offset = await asyncio.wait_for(
+                    self.consumer.position(TopicPartition(topic, partition)), 0.5)
+            except Exception as exc:
+                log.debug("position of %s-%s not known yet: %r", topic, partition, exc)
+                continue
+            merger.position(topic, partition, offset)
         return merger.ready(lambda topic, p: self.consumer.highwater(TopicPartition(topic, p)))
 
     async def handle(self, records: list[Record]) -> None:

@@ -98,7 +98,7 @@ class FakeStore:
     def where(self, partition, model):
         return checkpoint.Where("g", TOPIC, partition, model)
 
-    async def save(self, partition, blobs):
+    async def save(self, partition, blobs, pending=None):
         if self.hold:
             await self.gate.wait()
         self.saved.setdefault(partition, {}).update(blobs)
