@@ -128,8 +128,8 @@ async def create_topics(settings: Settings, partitions: dict[str, int],
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the four topics and the feedback topic if they do not exist yet (existing
-    ones are left as they are).
+    """Create the four topics, and the feedback topic with the events topic's partition
+    count, if they do not exist yet (existing ones are left as they are).
 
     Raises:
         ConfigError: the events and feedback topics have different partition counts (they
@@ -137,12 +137,15 @@ async def ensure_topics(settings: Settings) -> None:
     """
     created = await create_topics(
         settings, {settings.topic(name): settings.topic_partitions
-                   for name in (*constants.TOPIC_SUFFIXES, constants.FEEDBACK)},
-        replication=settings.topic_replication)
-    if created:
-        log.info("created topics %s", ", ".join(created))
+                   for name in constants.TOPIC_SUFFIXES}, replication=settings.topic_replication)
     events, feedback = settings.topic(constants.EVENTS), settings.topic(constants.FEEDBACK)
     counts = await partition_counts(settings, [events, feedback])
+    if feedback not in counts and events in counts:
+        created += await create_topics(settings, {feedback: counts[events]},
+                                       replication=settings.topic_replication)
+        counts[feedback] = counts[events]
+    if created:
+        log.info("created topics %s", ", ".join(created))
     if counts.get(events) != counts.get(feedback):
         raise ConfigError(f"topic {feedback} has {counts.get(feedback)} partitions and "
                           f"{events} has {counts.get(events)}: they must be co-partitioned "
