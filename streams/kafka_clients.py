@@ -153,11 +153,14 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """The partition count of each of ``topics`` that exists."""
+    """The partition count of each of ``topics`` that exists (the missing ones are not
+    described: a metadata request may auto-create them with the broker's default count)."""
     admin = make_admin(settings)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
+        existing = set(await admin.list_topics())
+        wanted = [topic for topic in topics if topic in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
     finally:
         await admin.close()
     return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}
