@@ -17,9 +17,6 @@ The worker processes a partition's events and feedback merged by record timestam
 its reference model follow: a normal label is learned at its feedback's time, an early
 one at its event's. Probe predictions afterwards must equal an in-process River model
 that learned the matched labels in that order from the same features.
-
-Skipped until the consumer loop and partition state consume the feedback topic (phase 2
-of issue 13): un-skip, nothing else should need to change.
 """
 
 import asyncio
