@@ -13,7 +13,8 @@ feedback run also processes one feedback record per event.
 
 Run: ``.venv/bin/python -m bench.feedback_throughput [--events 20000] [--rounds 2]``
 (starts its own Kafka broker and redis-server; about two minutes). Writes the marked
-section ``feedback-throughput`` of ``docs/benchmarks.md`` (kept by ``./dev bench``).
+section ``feedback-throughput`` of ``docs/benchmarks.md``; ``./dev bench`` runs it as one
+of its steps and rewrites the section.
 """
 
 import argparse
@@ -127,6 +128,8 @@ def run(env: Env, n: int, rounds: int, delay: tuple[int, int]) -> dict[str, Any]
             result = one_run(env, f"fb{variant}{i}", plan)
             print(f"  {variant} #{i + 1}: {result}", flush=True)
             out[variant].append(result)
+    out["date"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    out["load"] = os.getloadavg()[0]
     return out
 
 
@@ -188,8 +191,6 @@ def main() -> None:
     finally:
         redis.stop()
         broker.stop()
-    out["date"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    out["load"] = os.getloadavg()[0]
     body = render(out)
     print(json.dumps(out, indent=2, default=str))
     print(body)
