@@ -126,7 +126,8 @@ class Restored:
     older: dict[str, tuple[int, Learner, str]] = field(default_factory=dict)
     #: Models in ``older`` whose newer versions were there but refused (corrupt).
     fallback: set[str] = field(default_factory=set)
-    #: Late labels: the ``feedback`` header object of each restored model that has one.
+    #: Late labels: the ``feedback`` header object of each restored model that has one
+    #: (of its ``older`` version while no newer one is taken).
     feedback: dict[str, dict] = field(default_factory=dict)
 
 
@@ -279,6 +280,8 @@ class CheckpointStore:
                 if least is not None and header.offset < least:
                     if model not in found.older:
                         found.older[model] = (header.offset, learner, digest(blob))
+                        if header.feedback is not None:  # used if this one is taken
+                            found.feedback[model] = header.feedback
                         if refused:
                             found.fallback.add(model)
                     continue

@@ -90,11 +90,16 @@ class PendingHashes:
         its checkpoint's summary (in a thread: a large store does not stall the loop);
         ``read(partition, model)`` reads a hash. Returns each model's feedback offset.
 
-        A hash that does not match is passed to ``refused(model, why)`` (which raises to
-        stop the worker, or returns: the model's learner is then dropped from ``found``).
+        The hash is the newest write's: a model restored from an older version (a newer one
+        was refused as corrupt, or a rollback asked for it) cannot match it; such a model
+        keeps its learner and starts with no pending predictions (a warning: labels of the
+        predictions that were waiting then come out as ``unmatched_feedback``). Otherwise a
+        hash that does not match is passed to ``refused(model, why)`` (which raises to stop
+        the worker, or returns: the model's learner is then dropped from ``found``).
         """
         self.forget(partition)
         offsets: dict[str, int] = {}
+        older = set(found.older) | {model for model, _, _ in found.refusals}
         for model in list(found.learners):
             info = found.feedback.get(model)
             if info is None:
@@ -106,12 +111,21 @@ class PendingHashes:
                 await asyncio.to_thread(self.codec(partition, model).restore, stored,
                                         summary, store)
             except Exception as exc:  # CheckpointError; anything else is as unusable
-                del found.learners[model]
-                refused(model, f"its pending predictions do not match the checkpoint: {exc}")
-                continue
+                if model not in older:
+                    del found.learners[model]
+                    refused(model, f"its pending predictions do not match the checkpoint: "
+                                   f"{exc}")
+                    continue
+                log.warning("partition %s model %s: restored from an older checkpoint, whose "
+                            "pending predictions are no longer stored (%s); it goes on without "
+                            "them (their labels will be unmatched)", partition, model, exc,
+                            extra={"partition": partition, "model": model})
+                store = feedback.new_store(model)
+                summary = PendingSummary.empty(summary.watermark)
+            else:
+                self._summaries[partition, model] = summary
             feedback.stores[model] = store
             feedback.watermark = max(feedback.watermark, summary.watermark)
-            self._summaries[partition, model] = summary
             offsets[model] = int(info["offset"])
         return offsets
 

@@ -165,3 +165,23 @@ def test_a_hash_that_is_not_the_checkpoints_is_refused(redis_url, topic_prefix):
         found, feedback, _ = await restored(store)  # exactly the hash written: accepted
         assert same_store(feedback, w.state.feedback.stores["m"])
     run(redis_url, topic_prefix, body)
+
+
+def test_a_fallback_to_an_older_version_goes_on_without_pending_predictions(
+        redis_url, topic_prefix, caplog):
+    async def body(client, store):
+        w = Worker(store)
+        w.state.restore({})
+        w.events(range(0, 40))
+        older = await w.checkpoint()
+        w.events(range(40, 80))
+        await w.checkpoint()
+        key = store.versions_key(0, "m")
+        newest = bytearray(await client.lindex(key, 0))
+        newest[-1] ^= 1  # corrupt: the restore falls back to the older version
+        await client.lset(key, 0, bytes(newest))
+        found, feedback, offsets = await restored(store)
+        assert found.learners["m"][0] == older.offset
+        assert len(feedback) == 0 and offsets == {"m": -1}
+        assert "no longer stored" in caplog.text
+    run(redis_url, topic_prefix, body)
