@@ -195,8 +195,7 @@ class EventProcessor:
                     self._skip()
                     continue
                 try:
-                    self._late(part.feedback.advance(record.timestamp_ms), part, record, at,
-                               out)
+                    self._tick(part, record, at, out)
                     self._one_feedback(record, part, at, out)
                 except Exception as exc:
                     self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [],
@@ -210,7 +209,7 @@ class EventProcessor:
                 self._skip()
                 continue
             try:
-                self._late(part.feedback.advance(record.timestamp_ms), part, record, at, out)
+                self._tick(part, record, at, out)
                 self._one(record, part, at, out)
             except Exception as exc:
                 self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [], at, out)
@@ -262,6 +261,18 @@ class EventProcessor:
         received = Received(record.offset, record.key, record.value, record.timestamp_ms)
         return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
                           part, record, at, out)
+
+    def _tick(self, part: PartitionState, record: Record, at: str, out: list[Output]) -> None:
+        """Move the partition's event-time clock to ``record``'s timestamp; what that
+        expires is an output of ``record``. Nothing to expire without a store (labels
+        inline only): the clock just moves."""
+        feedback, ms = part.feedback, record.timestamp_ms
+        if ms is None or ms <= feedback.watermark:
+            return
+        if feedback.stores:
+            self._late(feedback.advance(ms), part, record, at, out)
+        else:
+            feedback.watermark = ms
 
     def _late(self, result: FeedbackResult, part: PartitionState, record: Record, at: str,
               out: list[Output]) -> None:
