@@ -168,7 +168,8 @@ def render(out: dict[str, Any]) -> str:
         "",
         "The late run does more per event: it also consumes, validates and merges a feedback "
         "record, keeps a pending entry (features packed, probabilities), joins it, and its "
-        "checkpoints write the pending hash's changes (about three fields per event).",
+        "checkpoints write the pending hash's changes (about three fields per event, each "
+        "signed: see the pending store's delta timings above).",
     ]
     return "\n".join(lines)
 
