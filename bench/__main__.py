@@ -15,10 +15,10 @@ from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import runs
+from bench import feedback_throughput, runs
 from bench.baselines import in_process
 from bench.latency import measure_latency
-from bench.report import render
+from bench.report import render, splice
 from bench.workload import create_topics, make_events
 from streams.localservices.kafka import KafkaBroker, kafka_version
 from streams.localservices.process import wait_until
@@ -127,13 +127,17 @@ def main() -> None:
         out["latency"] = [step(f"latency at {rate}/s", latency, env, rate, args.latency_seconds)
                           for rate in (500, 2000, 8000)]
         out["recovery"] = step("recovery after kill -9", runs.recovery, env, values[:100_000])
+        out["feedback_throughput"] = step("late labels vs labels inline",
+                                          feedback_throughput.run, env, 20_000, 2, (50, 2000))
     finally:
         redis.stop()
         broker.stop()
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.json").write_text(json.dumps(out, indent=2, default=str))
-    (ROOT / "docs" / "benchmarks.md").write_text(render(out))
+    (ROOT / "docs" / "benchmarks.md").write_text(splice(
+        render(out), feedback_throughput.SECTION,
+        feedback_throughput.render(out["feedback_throughput"])))
     print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
 
 

@@ -90,6 +90,9 @@ class Header:
     river: str = "unknown"
     python: str = "unknown"
     driftline: str = "unknown"
+    #: Late labels (``learners/feedback_codec.py``): the model's pending-hash summary and
+    #: the feedback topic's offset the checkpoint reflects; None without feedback state.
+    feedback: dict[str, Any] | None = None
 
     def where(self) -> Where:
         """The (group, topic, partition, model) this checkpoint belongs to."""
@@ -127,19 +130,23 @@ def sign(body: bytes, key: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()
 
 
-def _header(where: Where, offset: int, n_learned: int, now: float) -> Header:
+def _header(where: Where, offset: int, n_learned: int, now: float,
+            feedback: dict[str, Any] | None = None) -> Header:
     return Header(FORMAT_VERSION, where.group, where.topic, where.partition, where.model,
-                  offset, n_learned, now, RIVER_VERSION, PYTHON_VERSION, DRIFTLINE_VERSION)
+                  offset, n_learned, now, RIVER_VERSION, PYTHON_VERSION, DRIFTLINE_VERSION,
+                  feedback)
 
 
-def dump(learner: Learner, where: Where, offset: int, key: bytes, now: float) -> bytes:
+def dump(learner: Learner, where: Where, offset: int, key: bytes, now: float,
+         feedback: dict[str, Any] | None = None) -> bytes:
     """Serialise ``learner``, which reflects every event up to ``offset``, and sign it.
 
     Raises:
         UnsupportedObject: the model holds an object that cannot be checkpointed safely
             (:func:`check_checkpointable` refuses such models at start-up).
     """
-    return seal(_header(where, offset, learner.n_learned, now), safe_pickle.dumps(learner), key)
+    return seal(_header(where, offset, learner.n_learned, now, feedback),
+                safe_pickle.dumps(learner), key)
 
 
 def seal(header: Header, payload: bytes, key: bytes) -> bytes:

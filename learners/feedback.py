@@ -157,6 +157,8 @@ class FeedbackResult:
     joins: list[Join] = field(default_factory=list)
     unmatched: list[tuple[str, HeldFeedback]] = field(default_factory=list)
     counts: Counter[Outcome] = field(default_factory=Counter)
+    #: The same counts by (model, outcome), for ``driftline_feedback_total``.
+    by_model: Counter[tuple[str, Outcome]] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +446,7 @@ class PartitionFeedback:
             unmatched, counts = store.expire(record_ms)
             result.unmatched += [(model, held) for held in unmatched]
             result.counts.update(counts)
+            result.by_model.update({(model, k): n for k, n in counts.items()})
         return result
 
     def scored(self, model: str, event_id: str, offset: int, features: dict[str, Any],
@@ -453,6 +456,7 @@ class PartitionFeedback:
         entry, held, counts = self.store(model).add(event_id, offset, features, scored,
                                                     self.watermark)
         result.counts.update(counts)
+        result.by_model.update({(model, k): n for k, n in counts.items()})
         if entry is not None and held is not None:
             result.joins.append(Join(model, entry, held.label, held.offset))
         return result
@@ -464,6 +468,7 @@ class PartitionFeedback:
         entry, dropped, counts = self.store(model).match(event_id, label, received,
                                                          self.watermark)
         result.counts.update(counts)
+        result.by_model.update({(model, k): n for k, n in counts.items()})
         result.unmatched += [(model, held) for held in dropped]
         if entry is not None:
             result.joins.append(Join(model, entry, label, received.offset))
@@ -489,22 +494,9 @@ def learn_delayed(learner: Any, features: dict[str, Any], scored: Scored,
     features as they were then. ADWIN watches the stored prediction's loss (0/1 for
     classifiers, absolute error for regressors). Anomaly models learned when they
     scored: only their metric takes the label. ``learner`` is a
-    :class:`learners.learner.Learner` (its public ``task``, ``spec``, ``model``,
-    ``metric``, ``watcher``, ``n_learned`` and ``reset``); check the label with its
-    ``step``'s refusals first.
+    :class:`learners.learner.Learner`; this is its :meth:`~learners.learner.Learner.learn_late`
+    (same checks, transaction and drift handling as inline labels). Raises what that
+    raises (``EventRefused``, ``ModelError``).
     """
-    prediction, proba = scored
-    if learner.task == "anomaly":
-        learner.metric.update(label, prediction)
-        return DelayedStep(False, None, False)
-    if learner.task == "classification":
-        y_pred = proba if not getattr(learner.metric, "requires_labels", True) else prediction
-        loss = 0.0 if prediction == label else 1.0
-    else:
-        y_pred = prediction
-        loss = abs(label - prediction)
-    if y_pred is not None and y_pred != {}:
-        learner.metric.update(label, y_pred)
-    learner.model.learn_one(features, label)
-    signal, reset = learner.observe_loss(loss)
-    return DelayedStep(True, signal, reset)
+    step = learner.learn_late(features, label, *scored)
+    return DelayedStep(step.learned, step.signal, step.reset)

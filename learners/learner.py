@@ -111,6 +111,9 @@ class Step:
     promoted: Promoted | None = None
     #: The challenger raised on this event (it was skipped; the champion was not).
     challenger_failed: bool = False
+    #: Classifiers: the raw probabilities, keyed by class (not by ``class_key``); what a
+    #: pending prediction keeps for a late label (``learners/feedback.py``).
+    proba: dict[Any, float] | None = None
 
 
 def input_watch(spec: ModelSpec, cooldown: int) -> FeatureWatch | None:
@@ -229,7 +232,7 @@ class Learner:
         if not learns:
             self.n_scored += 1
             step = Step(prediction, scores, version, False, None, False, unhealthy,
-                        self._watch_inputs(x, prediction))
+                        self._watch_inputs(x, prediction), proba=proba)
         else:
             step = self._learn_and_watch(x, y, news, prediction, proba, scores, version,
                                          unhealthy)
@@ -239,19 +242,72 @@ class Learner:
                 self._challenge(x, y, prediction, proba, step)
         return step
 
+    def learn_late(self, x: dict[str, Any], y: Any, prediction: Any,
+                   proba: dict[Any, float] | None) -> Step:
+        """Learn a late label ``y`` for features ``x`` scored earlier as ``prediction``
+        (``proba``: the classifier's probabilities then, else None).
+
+        Prequential evaluation with delay, as River's ``evaluate.progressive_val_score``
+        with ``delay``: the metric and ADWIN judge the *stored* prediction against ``y``
+        (neither sees a missing prediction), and the model learns ``x`` through the same
+        code as :meth:`step` (checks, transaction, NaN guard, ``observe_loss``, reset on
+        drift). A challenger learns the label too (its own guess is made now, so it has
+        seen the labels joined since the event was scored; the champion is judged on its
+        stored prediction). Anomaly models learned when they scored: only their metric
+        takes the label (``learned`` is False).
+
+        Raises:
+            EventRefused: the label cannot be taken (``reason`` ``invalid_label``).
+            ModelError: learning failed; the learner is as it was (see :meth:`step`).
+
+        >>> from schemas.models_file import ModelSpec
+        >>> learner = Learner.from_spec(ModelSpec(task="classification",
+        ...     pipeline="linear_model.LogisticRegression()"), cooldown=100)
+        >>> scored = learner.step({"x": 1.0}, None)
+        >>> late = learner.learn_late({"x": 1.0}, True, scored.prediction, scored.proba)
+        >>> late.learned, late.version, learner.n_learned, learner.n_scored, scored.proba
+        (True, 0, 1, 1, {False: 0.5, True: 0.5})
+        """
+        version = self.n_learned
+        news = self._check(x, y)
+        if self.task == "anomaly":
+            if prediction is not None:
+                self.metric.update(y, prediction)
+            return Step(prediction, None, version, False, None, False, proba=proba)
+        step = self._learn_and_watch(x, y, news, prediction, proba, None, version, None,
+                                     late=True)
+        if self.challenger is not None:
+            step.generation = self.challenger.generation
+            self._challenge(x, y, prediction, proba, step)
+        return step
+
+    def check_label(self, y: Any) -> None:
+        """Refuse a label this model cannot learn (a late label, before it is joined).
+
+        Raises:
+            EventRefused: ``invalid_label`` (type, class limit, length, not finite).
+        """
+        self._check_label(y, self._high, None)
+
     def _learn_and_watch(self, x: dict[str, Any], y: Any, news: "_News | None",
                          prediction: Any, proba: dict[Any, float] | None,
                          scores: dict[str, float] | None, version: int,
-                         unhealthy: str | None) -> Step:
+                         unhealthy: str | None, late: bool = False) -> Step:
+        """Learn ``(x, y)``, then judge ``prediction`` (made before) with the metric and
+        ADWIN: the learning half of test-then-train, inline or ``late`` (then the event
+        was already counted as scored and seen by the label-free watchers)."""
         task = self.task
         if news is None and self.n_learned:  # nothing new: learned as before
             self._learn_plain(x, y)
         else:
             self._learn(x, y, news)
-        self.n_scored += 1
         self._probe = x
-        inputs = self.inputs  # _watch_inputs, inline: the hot path
-        watched = inputs.update(x, prediction) if inputs is not None else ()
+        if late:
+            watched: list[WatchSignal] | tuple[()] = ()
+        else:
+            self.n_scored += 1
+            inputs = self.inputs  # _watch_inputs, inline: the hot path
+            watched = inputs.update(x, prediction) if inputs is not None else ()
         if prediction is None:
             self.n_learned += 1
             return Step(prediction, scores, version, True, None, False, unhealthy, watched)

@@ -43,9 +43,11 @@ True
 """
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
+from learners.feedback import PartitionFeedback, PendingPredictions
 from learners.learner import Learner
 from learners.registry import ModelRegistry
 
@@ -74,13 +76,30 @@ class Snapshot:
     offset: int
     blobs: dict[str, tuple[int, bytes]]
     generation: int
+    #: The feedback topic-partition's offset the snapshot covers (-1: none).
+    feedback_offset: int = -1
+    #: Per model, the pending-predictions write that goes with its blob (opaque here:
+    #: sealed by the checkpoint writer, see ``streams/checkpointer.py``).
+    pending: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TopicOffsets:
+    """The five offsets of the feedback topic-partition (same meaning and rules as the
+    events topic-partition's, which :class:`PartitionState` keeps as attributes)."""
+
+    processed: int = -1
+    delivered: int = -1
+    snapshotted: int = -1
+    durable: int = -1
+    committed: int = -1
 
 
 class PartitionState:
     """Learners and offsets of one partition for one assignment (``generation``)."""
 
     def __init__(self, partition: int, generation: int, registry: ModelRegistry,
-                 checkpoints: bool) -> None:
+                 checkpoints: bool, grace: float = 60.0) -> None:
         self.partition = partition
         self.generation = generation
         self.registry = registry
@@ -93,6 +112,12 @@ class PartitionState:
         self.snapped_learned = 0
         self.snapped_at = 0.0
         self.durable_at: float | None = None
+        #: Late labels: the feedback topic-partition's offsets, each model's restored
+        #: feedback offset, and the pending predictions / held feedback of every model.
+        self.fb = TopicOffsets()
+        self.fb_floors: dict[str, int] = {}
+        self.feedback = PartitionFeedback(
+            lambda name: PendingPredictions.for_spec(registry.config.models[name], grace))
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -129,22 +154,33 @@ class PartitionState:
         """Events learned by all this partition's learners together."""
         return sum(learner.n_learned for learner in self.learners.values())
 
+    def feedback_seen(self, name: str, offset: int) -> bool:
+        """True when model ``name``'s restored state already reflects the feedback record
+        at ``offset`` (judged per model, as :meth:`model_seen`)."""
+        return offset <= self.fb_floors.get(name, -1)
+
     @property
     def in_step(self) -> bool:
-        """True when the learners reflect exactly the delivered events."""
-        return self.active and self.processed == self.delivered
+        """True when the learners reflect exactly the delivered events and feedback."""
+        return (self.active and self.processed == self.delivered
+                and self.fb.processed == self.fb.delivered)
 
     # -- transitions ----------------------------------------------------------------------
     def restore(self, restored: dict[str, tuple[int, Learner]], now: float = 0.0,
-                wall: float = 0.0) -> None:
+                wall: float = 0.0, feedback: dict[str, int] | None = None) -> None:
         """Adopt checkpointed learners (each reflecting events up to its offset) and start
         (``now``: monotonic seconds for scheduling; ``wall``: epoch seconds).
 
         The partition resumes after the lowest restored offset; that much is durable
         (it came from a written checkpoint) and delivered (its outputs were out before
-        the checkpoint was taken).
+        the checkpoint was taken). ``feedback`` gives each restored model's feedback
+        offset (absent: -1); the feedback topic-partition resumes after the lowest.
         """
         self._require(Phase.RESTORING, "restore")
+        self.fb_floors = {name: (feedback or {}).get(name, -1) for name in restored}
+        fb_start = min(self.fb_floors.values(), default=-1)
+        self.fb = TopicOffsets(fb_start, fb_start, fb_start,
+                               fb_start if self.checkpoints else -1, -1)
         self.learners = {name: learner for name, (_, learner) in restored.items()}
         self.floors = {name: offset for name, (offset, _) in restored.items()}
         start = min(self.floors.values(), default=-1)
@@ -165,6 +201,23 @@ class PartitionState:
                              f"{self.processed}; a partition's events go in order, once")
         self.processed = offset
 
+    def advance_feedback(self, offset: int) -> None:
+        """The feedback record at ``offset`` has been applied."""
+        if self.phase is not Phase.ACTIVE:
+            self._require(Phase.ACTIVE, "process")
+        if offset <= self.fb.processed:
+            raise StateError(f"partition {self.partition}: feedback offset {offset} processed "
+                             f"after {self.fb.processed}; in order, once")
+        self.fb.processed = offset
+
+    def deliver_feedback(self, offset: int) -> None:
+        """The outputs of every feedback record up to ``offset`` are acknowledged."""
+        self._require(Phase.ACTIVE, "deliver")
+        if offset > self.fb.processed:
+            raise StateError(f"partition {self.partition}: feedback delivered {offset} beyond "
+                             f"processed {self.fb.processed}")
+        self.fb.delivered = max(self.fb.delivered, offset)
+
     def deliver(self, offset: int) -> None:
         """The outputs of every event up to ``offset`` are acknowledged by the broker."""
         self._require(Phase.ACTIVE, "deliver")
@@ -184,7 +237,9 @@ class PartitionState:
     def due(self, now: float, every: int, interval: float) -> bool:
         """Whether a snapshot is due: ``every`` events learned since the last one, or
         ``interval`` seconds passed; never when nothing new is delivered."""
-        if not self.checkpoints or not self.in_step or self.processed <= self.snapshotted:
+        if not self.checkpoints or not self.in_step:
+            return False
+        if self.processed <= self.snapshotted and self.fb.processed <= self.fb.snapshotted:
             return False
         return (self.learned() - self.snapped_learned >= every
                 or now - self.snapped_at >= interval)
@@ -203,9 +258,15 @@ class PartitionState:
             offset = max(self.processed, self.floors.get(name, -1))
             blobs[name] = (offset, dump(name, learner, offset))
         self.snapshotted = self.processed
+        self.fb.snapshotted = self.fb.processed
         self.snapped_learned = self.learned()
         self.snapped_at = now
-        return Snapshot(self.partition, self.processed, blobs, self.generation)
+        return Snapshot(self.partition, self.processed, blobs, self.generation,
+                        self.fb.processed)
+
+    def feedback_offset(self, name: str) -> int:
+        """The feedback offset model ``name``'s state reflects (for its checkpoint)."""
+        return max(self.fb.processed, self.fb_floors.get(name, -1))
 
     def written(self, snap: Snapshot, now: float = 0.0) -> bool:
         """Redis has written ``snap``; False (and nothing changes) when it belongs to
@@ -215,9 +276,13 @@ class PartitionState:
         if snap.offset > self.delivered:
             raise StateError(f"partition {self.partition}: checkpoint at {snap.offset} beyond "
                              f"delivered {self.delivered}")
+        if snap.feedback_offset > self.fb.delivered:
+            raise StateError(f"partition {self.partition}: checkpoint at feedback offset "
+                             f"{snap.feedback_offset} beyond delivered {self.fb.delivered}")
         if snap.offset > self.durable:
             self.durable = snap.offset
             self.durable_at = now
+        self.fb.durable = max(self.fb.durable, snap.feedback_offset)
         return True
 
     def committable(self) -> int | None:
@@ -226,6 +291,24 @@ class PartitionState:
             return None
         upto = min(self.delivered, self.durable) if self.checkpoints else self.delivered
         return upto if upto > self.committed else None
+
+    def committable_feedback(self) -> int | None:
+        """As :meth:`committable`, for the feedback topic-partition."""
+        if not self.active:
+            return None
+        fb = self.fb
+        upto = min(fb.delivered, fb.durable) if self.checkpoints else fb.delivered
+        return upto if upto > fb.committed else None
+
+    def commit_feedback(self, offset: int) -> None:
+        """The group's committed feedback offset now covers records up to ``offset``."""
+        self._require(Phase.ACTIVE, "commit")
+        fb = self.fb
+        limit = fb.durable if self.checkpoints else fb.delivered
+        if offset > min(limit, fb.delivered):
+            raise StateError(f"partition {self.partition}: feedback commit {offset} beyond "
+                             f"delivered ({fb.delivered}) and durable ({fb.durable})")
+        fb.committed = max(fb.committed, offset)
 
     def commit(self, offset: int) -> None:
         """The group's committed offset now covers events up to ``offset``."""
@@ -246,14 +329,17 @@ class PartitionState:
         self.phase = phase
         self.learners = {}
         self.floors = {}
+        self.fb_floors = {}
+        self.feedback = PartitionFeedback(self.feedback.new_store)
 
 
 class Partitions:
     """The :class:`PartitionState` of every partition this worker owns, by number."""
 
-    def __init__(self, registry: ModelRegistry, checkpoints: bool) -> None:
+    def __init__(self, registry: ModelRegistry, checkpoints: bool, grace: float = 60.0) -> None:
         self.registry = registry
         self.checkpoints = checkpoints
+        self.grace = grace
         self._states: dict[int, PartitionState] = {}
         self._generation = 0
 
@@ -264,7 +350,7 @@ class Partitions:
             old.revoke()
         self._generation += 1
         state = self._states[partition] = PartitionState(
-            partition, self._generation, self.registry, self.checkpoints)
+            partition, self._generation, self.registry, self.checkpoints, self.grace)
         return state
 
     def revoke(self, partition: int) -> PartitionState:

@@ -5,9 +5,11 @@ Layout: a list per model, newest first (``LPUSH`` + ``LTRIM``), and a hash per
 partition holding each model's last written offset. A Lua script writes a
 partition's models atomically.
 
-Nothing unsigned here decides what is written or restored. The offsets hash is
-informational (``checkpoints list``, operators); writes are not refused by it (someone
-setting it to 1e15 used to stop every write). Which version is valid is decided at
+Nothing unsigned here decides what is restored, nor (but for one token) what is written.
+The token is the digest of a pending-predictions hash (late labels), a compare-and-set
+guard for its incremental writes: a wrong one only makes the next write a full one. The
+offsets hash is informational (``checkpoints list``, operators); writes are not refused
+by it (someone setting it to 1e15 used to stop every write). Which version is valid is decided at
 restore, from signed headers only: newest first, the first that verifies and is not
 older than the checkpoint the group's Kafka commit names (see
 :mod:`streams.commit_metadata`); a stale write of a worker that lost the partition is
@@ -17,6 +19,7 @@ leaves a signed marker the worker honours once.
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -46,6 +49,67 @@ WRITE_BANDWIDTH = 10_000_000
 #: Refusals logged per model and restore; the rest are counted in one line.
 _WARNINGS_PER_MODEL = 3
 
+# Late labels (issue 13): the same write, plus each model's pending-predictions hash,
+# applied only on the hash the delta was made for: a hash's content digest (its signed
+# summary's) is kept beside it (unsigned, a compare-and-set token only); a delta whose base
+# is not the stored digest (a zombie wrote meanwhile, a lost reply) is refused with its
+# blob, and the writer's next write of that model is a full one (DEL, then every field).
+# KEYS: offsets hash, digests hash, then (versions list, pending hash) per model.
+# ARGV: keep, then per model: model, offset, blob, full (0/1), base digest, new digest,
+# #set, #del, #set (field, value) pairs, #del fields. Returns the refused models.
+_SAVE_PENDING = """
+local keep = tonumber(ARGV[1])
+local refused = {}
+local a = 2
+for i = 3, #KEYS, 2 do
+  local model = ARGV[a]
+  local full = ARGV[a + 3] == '1'
+  local nset = tonumber(ARGV[a + 6])
+  local ndel = tonumber(ARGV[a + 7])
+  local first = a + 8
+  if full or redis.call('HGET', KEYS[2], model) == ARGV[a + 4] then
+    redis.call('LPUSH', KEYS[i], ARGV[a + 2])
+    redis.call('LTRIM', KEYS[i], 0, keep - 1)
+    redis.call('HSET', KEYS[1], model, ARGV[a + 1])
+    if full then
+      redis.call('DEL', KEYS[i + 1])
+    end
+    for j = 0, ndel - 1, 1000 do
+      local last = math.min(j + 1000, ndel) - 1
+      redis.call('HDEL', KEYS[i + 1], unpack(ARGV, first + 2 * nset + j, first + 2 * nset + last))
+    end
+    for j = 0, nset - 1, 500 do
+      local last = math.min(j + 500, nset) - 1
+      redis.call('HSET', KEYS[i + 1], unpack(ARGV, first + 2 * j, first + 2 * last + 1))
+    end
+    redis.call('HSET', KEYS[2], model, ARGV[a + 5])
+  else
+    refused[#refused + 1] = model
+  end
+  a = first + 2 * nset + ndel
+end
+return refused
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    """One model's pending-hash write (``learners/feedback_codec.py``): the feedback
+    offset its blob reflects, fields to set and delete, whether to replace the hash
+    (``full``), and the hash's digest before (``base``) and after the write."""
+
+    feedback_offset: int
+    hset: dict[bytes, bytes]
+    hdel: list[bytes]
+    full: bool
+    base: str
+    after: str
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this write sends (field names and values)."""
+        return sum(len(k) + len(v) for k, v in self.hset.items()) + sum(map(len, self.hdel))
+
 
 @dataclass
 class Restored:
@@ -62,6 +126,9 @@ class Restored:
     older: dict[str, tuple[int, Learner, str]] = field(default_factory=dict)
     #: Models in ``older`` whose newer versions were there but refused (corrupt).
     fallback: set[str] = field(default_factory=set)
+    #: Late labels: the ``feedback`` header object of each restored model that has one
+    #: (of its ``older`` version while no newer one is taken).
+    feedback: dict[str, dict] = field(default_factory=dict)
 
 
 class CheckpointStore:
@@ -76,6 +143,7 @@ class CheckpointStore:
         self.group = group
         self.topic = topic
         self._save = client.register_script(_SAVE)
+        self._save_pending = client.register_script(_SAVE_PENDING)
 
     def where(self, partition: int, model: str) -> Where:
         """The identity a checkpoint of (partition, model) is signed with."""
@@ -88,6 +156,15 @@ class CheckpointStore:
     def offsets_key(self, partition: int) -> str:
         """Redis hash model -> newest checkpointed offset, for one partition."""
         return f"{self.prefix}:ckpt-offsets:{self.group}:{self.topic}:{partition}"
+
+    def pending_key(self, partition: int, model: str) -> str:
+        """Redis hash of (partition, model)'s pending predictions (late labels)."""
+        return f"{self.prefix}:ckpt-pending:{self.group}:{self.topic}:{partition}:{model}"
+
+    def pending_digests_key(self, partition: int) -> str:
+        """Redis hash model -> digest of its pending hash as last written (the base a delta
+        must find; unsigned: a refused write only makes the next one full)."""
+        return f"{self.prefix}:ckpt-pending-digest:{self.group}:{self.topic}:{partition}"
 
     def write_timeout(self, size: int) -> float | None:
         """Socket timeout (s) for writing ``size`` bytes: the client's own plus
@@ -113,9 +190,13 @@ class CheckpointStore:
             offset, blob = blobs[model]
             args += [model, offset, blob]
         size = sum(len(blob) for _, blob in blobs.values())
+        return int(await self._run(self._save, keys, args, size))
+
+    async def _run(self, script: Any, keys: list[str], args: list[object], size: int) -> Any:
+        """Run a write script, its socket timeout raised for ``size`` bytes."""
         timeout = self.write_timeout(size)
         if timeout is None or size < WRITE_BANDWIDTH // 10:
-            return int(await self._save(keys=keys, args=args))
+            return await script(keys=keys, args=args)
         async with self.client.client() as single:  # one connection, its timeout raised
             await single.initialize()
             connection = single.connection
@@ -123,13 +204,41 @@ class CheckpointStore:
             base = connection.socket_timeout
             connection.socket_timeout = timeout
             try:
-                return int(await self._save(keys=keys, args=args, client=single))
+                return await script(keys=keys, args=args, client=single)
             finally:
                 connection.socket_timeout = base
 
     def rollback_key(self, partition: int, model: str) -> str:
         """Redis key of (partition, model)'s signed rollback marker."""
         return f"{self.prefix}:ckpt-rollback:{self.group}:{self.topic}:{partition}:{model}"
+
+    async def save_pending(self, partition: int, blobs: dict[str, tuple[int, bytes]],
+                           pending: dict[str, PendingWrite]) -> list[str]:
+        """Store one partition's (offset, blob) per model with its pending-hash write,
+        atomically; a model whose write's base is not the stored hash digest is not
+        written (its blob neither). Returns the models refused so."""
+        keys = [self.offsets_key(partition), self.pending_digests_key(partition)]
+        args: list[object] = [self.keep]
+        size = 0
+        for model, (offset, blob) in blobs.items():
+            write = pending[model]
+            keys += [self.versions_key(partition, model), self.pending_key(partition, model)]
+            args += [model, offset, blob, int(write.full), write.base, write.after,
+                     len(write.hset), len(write.hdel)]
+            for name, value in write.hset.items():
+                args += [name, value]
+            args += write.hdel
+            size += len(blob) + write.nbytes
+        refused = await self._run(self._save_pending, keys, args, size)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in refused]
+
+    async def pending(self, partition: int, model: str) -> dict[bytes, bytes]:
+        """Every field of (partition, model)'s pending hash (HSCAN, in pages)."""
+        found: dict[bytes, bytes] = {}
+        async for name, value in self.client.hscan_iter(self.pending_key(partition, model),
+                                                        count=1000):
+            found[name] = value
+        return found
 
     async def versions(self, partition: int, model: str) -> list[bytes]:
         """The newest ``keep`` stored versions of (partition, model), newest first."""
@@ -171,11 +280,15 @@ class CheckpointStore:
                 if least is not None and header.offset < least:
                     if model not in found.older:
                         found.older[model] = (header.offset, learner, digest(blob))
+                        if header.feedback is not None:  # used if this one is taken
+                            found.feedback[model] = header.feedback
                         if refused:
                             found.fallback.add(model)
                     continue
                 found.learners[model] = (header.offset, learner)
                 found.digests[model] = digest(blob)
+                if header.feedback is not None:
+                    found.feedback[model] = header.feedback
                 break
             if refused > _WARNINGS_PER_MODEL:
                 log.warning("checkpoint refused: model=%s partition=%s: %s more versions "

@@ -12,20 +12,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import redis.exceptions
 
 from learners import checkpoint
 from learners.exceptions import CheckpointError
+from learners.feedback import PartitionFeedback
 from learners.learner import Learner
 from learners.partition_state import Partitions, PartitionState, Snapshot
 from schemas.settings import Settings
 from streams import commit_metadata
-from streams.checkpoint_store import CheckpointStore, Restored
+from streams.checkpoint_store import CheckpointStore, PendingWrite, Restored
 from streams.commit_metadata import Identity
 from streams.exceptions import ServiceError
 from streams.metrics import Metrics
+from streams.pending_checkpoints import PendingHashes, combine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,50 +51,70 @@ class Checkpointer:
         self.partitions = partitions
         self.clock = clock
         self._pending: dict[int, Snapshot] = {}
-        #: partition -> (generation, offset, checkpoint of each model) last made durable.
-        self._identities: dict[int, tuple[int, int, dict[str, Identity]]] = {}
+        #: partition -> (generation, offset, checkpoint of each model, feedback offset)
+        #: last made durable.
+        self._identities: dict[int, tuple[int, int, dict[str, Identity], int]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Late labels: the pending-predictions hash chain of each (partition, model).
+        self.hashes = PendingHashes(settings, store.where)
 
     def bind(self, partitions: Partitions) -> None:
         """Report completed writes to ``partitions`` (the states of the worker's partitions)."""
         self.partitions = partitions
 
-    def dump(self, partition: int) -> Callable[[str, Learner, int], bytes]:
-        """The serialiser of ``partition``'s learners: pickle, header, HMAC signature."""
+    def dump(self, partition: int) -> Callable[..., bytes]:
+        """The serialiser of ``partition``'s learners: pickle, header (with the optional
+        late-label ``feedback`` object), HMAC signature."""
         assert self.settings.checkpoint_key is not None
         key = self.settings.checkpoint_key.get_secret_value().encode()
         now = self.clock()
-        return lambda name, learner, offset: checkpoint.dump(
-            learner, self.store.where(partition, name), offset, key, now)
+        return lambda name, learner, offset, feedback=None: checkpoint.dump(
+            learner, self.store.where(partition, name), offset, key, now, feedback=feedback)
 
     def snapshot(self, state: PartitionState, now: float) -> Snapshot:
-        """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling)."""
-        return state.snapshot(self.dump(state.partition), now)
+        """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling), each
+        with its pending-predictions write (:class:`streams.pending_checkpoints.PendingHashes`)
+        and the hash's summary in its header."""
+        pending: dict[str, PendingWrite] = {}
+        dump = self.dump(state.partition)
+        feedback = state.feedback
+
+        def dump_with_pending(name: str, learner: Learner, offset: int) -> bytes:
+            pending[name], header = self.hashes.seal(
+                state.partition, name, feedback.store(name), feedback.watermark,
+                state.feedback_offset(name))
+            return dump(name, learner, offset, header)  # type: ignore[no-any-return]
+
+        return replace(state.snapshot(dump_with_pending, now), pending=pending)
 
     # -- identities (what a commit names) ---------------------------------------------------
     def remember(self, partition: int, generation: int, offset: int,
-                 ids: dict[str, Identity]) -> None:
-        """``ids`` are the checkpoints that make ``partition`` durable up to ``offset``."""
-        self._identities[partition] = (generation, offset, dict(ids))
+                 ids: dict[str, Identity], feedback_offset: int = -1) -> None:
+        """``ids`` are the checkpoints that make ``partition`` durable up to ``offset``
+        (and its feedback topic-partition up to ``feedback_offset``)."""
+        self._identities[partition] = (generation, offset, dict(ids), feedback_offset)
 
-    def identity(self, partition: int, generation: int, upto: int) -> dict[str, Identity]:
+    def identity(self, partition: int, generation: int, upto: int,
+                 feedback: bool = False) -> dict[str, Identity]:
         """The checkpoints a commit of ``partition`` up to ``upto`` names (those of the
-        newest durable snapshot of this generation, if it covers ``upto``)."""
+        newest durable snapshot of this generation, if it covers ``upto``; of the
+        feedback topic-partition with ``feedback``)."""
         known = self._identities.get(partition)
-        if known is None or known[0] != generation or known[1] < upto:
+        if known is None or known[0] != generation or known[3 if feedback else 1] < upto:
             return {}
         return known[2]
 
     def _remember_snapshot(self, snap: Snapshot) -> None:
         self.remember(snap.partition, snap.generation, snap.offset,
                       {m: Identity(o, commit_metadata.digest(b))
-                       for m, (o, b) in snap.blobs.items()})
+                       for m, (o, b) in snap.blobs.items()}, snap.feedback_offset)
 
     # -- writing --------------------------------------------------------------------------
     def submit(self, snap: Snapshot) -> None:
         """Queue ``snap`` for the background writer (replacing an older one)."""
-        self._pending[snap.partition] = snap
+        older = self._pending.get(snap.partition)
+        self._pending[snap.partition] = snap if older is None else combine(older, snap)
         self._wake.set()
 
     def start(self) -> None:
@@ -120,7 +143,8 @@ class Checkpointer:
                     backoff = 0.1
                     continue
                 if self._current(snap):
-                    self._pending.setdefault(partition, snap)
+                    newer = self._pending.get(partition)
+                    self._pending[partition] = snap if newer is None else combine(snap, newer)
                 await asyncio.sleep(backoff)  # backoff while Redis is unreachable
                 backoff = min(backoff * 2, 5.0)
 
@@ -129,7 +153,13 @@ class Checkpointer:
         started = time.perf_counter()
         extra = {"partition": snap.partition, "offset": snap.offset}
         try:
-            conflicts = await self.store.save(snap.partition, snap.blobs) if snap.blobs else 0
+            if snap.pending:
+                refused = await self.store.save_pending(snap.partition, snap.blobs,
+                                                        snap.pending)
+            else:
+                refused = []
+                if snap.blobs:
+                    await self.store.save(snap.partition, snap.blobs)
         except _RETRYABLE as exc:
             self.metrics.checkpoint_failures.inc()
             log.warning("checkpoint write failed, will retry: %r", exc, extra=extra)
@@ -144,9 +174,12 @@ class Checkpointer:
         for model, (_, blob) in snap.blobs.items():
             self.metrics.checkpoint_size.labels(model=model, partition=str(snap.partition)
                                                 ).set(len(blob))
-        if conflicts:
-            log.warning("a newer checkpoint is stored: another worker owns this partition",
-                        extra=extra)
+        if refused:  # the hash is not the one this chain wrote: rewrite it in full
+            for model in refused:
+                self.hashes.forget(snap.partition, model)
+            log.warning("checkpoint of %s not written: its pending-predictions hash was "
+                        "changed by another writer (a worker that lost the partition?); the "
+                        "next checkpoint rewrites it in full", ", ".join(refused), extra=extra)
             return True
         if self.partitions is not None and self.partitions.written(snap, self.clock()):
             self._remember_snapshot(snap)  # not if the partition moved on
@@ -155,12 +188,16 @@ class Checkpointer:
     async def flush(self, state: PartitionState, timeout: float) -> bool:
         """Checkpoint ``state`` now (revocation, shutdown); False if Redis would not take it
         (or its learners are not in step with delivery, so must not be checkpointed)."""
-        self._pending.pop(state.partition, None)
+        older = self._pending.pop(state.partition, None)
         if not state.in_step:
             return False
-        if state.processed <= state.durable:
+        if state.processed <= state.durable and state.fb.processed <= state.fb.durable:
+            if older is not None:
+                self._pending[state.partition] = older
             return True
         snap = self.snapshot(state, time.monotonic())
+        if older is not None:
+            snap = combine(older, snap)
         deadline = time.monotonic() + timeout
         backoff = 0.1
         while not await self._write(snap):
@@ -220,7 +257,7 @@ class Checkpointer:
                 found.digests[model] = digest
                 continue
             self.metrics.checkpoint_rejected.labels(reason="older").inc()
-            self._unusable(partition, model, f"its newest checkpoint (offset {offset}) is older "
+            self.unusable(partition, model, f"its newest checkpoint (offset {offset}) is older "
                            f"than the one the committed offset names ({named[model].offset}); "
                            "refusing to go back (use `driftline checkpoints rollback` to ask "
                            "for it)")
@@ -238,16 +275,16 @@ class Checkpointer:
             refused = [exc for m, _, exc in found.refusals if m == model]
             why = (f"no stored version verifies: {_refusal_line(refused[0])}" if refused else
                    "Redis has no checkpoint of it (flushed, failed over or evicted?)")
-            self._unusable(partition, model, f"the committed offset names its checkpoint at "
+            self.unusable(partition, model, f"the committed offset names its checkpoint at "
                            f"offset {ident.offset} (digest {ident.digest}), but {why}")
         for model in sorted({m for m, _, _ in found.refusals} - found.learners.keys()
                             - named.keys() - found.older.keys()):
             exc = next(e for m, _, e in found.refusals if m == model)
-            self._unusable(partition, model, f"no stored version verifies: "
+            self.unusable(partition, model, f"no stored version verifies: "
                            f"{_refusal_line(exc)}")
         return found
 
-    def _unusable(self, partition: int, model: str, why: str) -> None:
+    def unusable(self, partition: int, model: str, why: str) -> None:
         """Stop (one line), or start ``model`` afresh when the policy says so."""
         if self.settings.checkpoint_unverifiable == "stop":
             raise ServiceError(
@@ -282,6 +319,21 @@ class Checkpointer:
                             extra={"partition": partition})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+
+    async def restore_pending(self, partition: int, found: Restored,
+                              feedback: PartitionFeedback) -> dict[str, int]:
+        """Load each restored model's pending-predictions hash into ``feedback`` (see
+        :meth:`streams.pending_checkpoints.PendingHashes.restore`; Redis read in pages,
+        waiting while it is down). Returns each model's feedback offset. A hash that does
+        not match its checkpoint is an unusable checkpoint (:meth:`unusable`)."""
+        def refused(model: str, why: str) -> None:
+            self.metrics.checkpoint_rejected.labels(reason="invalid").inc()
+            self.unusable(partition, model, why)
+
+        return await self.hashes.restore(
+            partition, found, feedback,
+            lambda p, m: self._retrying(p, lambda: self.store.pending(p, m)), refused)
 
 
 def _refusal_line(exc: CheckpointError) -> str:

@@ -3,7 +3,9 @@
 A partition's committed offset moves only to what its
 :class:`learners.partition_state.PartitionState` says may be committed: delivered
 and (with checkpoints on) covered by a written checkpoint. With checkpoints on, each
-commit's metadata names that checkpoint (:mod:`streams.commit_metadata`).
+commit's metadata names that checkpoint (:mod:`streams.commit_metadata`). The feedback
+topic-partition (late labels) is committed by the same rule, its metadata naming the
+checkpoint that covers its offset.
 """
 
 import logging
@@ -49,7 +51,8 @@ class Committer:
 
     def __init__(self, consumer: OffsetCommitter, partitions: Partitions,
                  checkpointer: Checkpointer | None, settings: Settings, topic: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 feedback_topic: str | None = None) -> None:
         self.consumer = consumer
         self.partitions = partitions
         self.checkpointer = checkpointer
@@ -57,6 +60,8 @@ class Committer:
         self.topic = topic
         self.clock = clock
         self.next_commit = 0.0
+        #: Late labels: the feedback topic, committed by the same rule (None: not consumed).
+        self.feedback_topic = feedback_topic
 
     def commit_due(self) -> bool:
         """True every ``commit_interval`` seconds."""
@@ -84,11 +89,13 @@ class Committer:
             if state is not None:
                 await self.checkpointer.flush(state, timeout=max(0.1, deadline - self.clock()))
 
-    def metadata(self, partition: int, generation: int, upto: int) -> str:
-        """The commit metadata naming the checkpoints that cover ``upto``."""
+    def metadata(self, partition: int, generation: int, upto: int,
+                 feedback: bool = False) -> str:
+        """The commit metadata naming the checkpoints that cover ``upto`` (of the feedback
+        topic-partition with ``feedback``)."""
         if self.checkpointer is None:
             return ""
-        ids = self.checkpointer.identity(partition, generation, upto)
+        ids = self.checkpointer.identity(partition, generation, upto, feedback)
         try:
             return commit_metadata.encode(ids) if ids else ""
         except ValueError as exc:
@@ -100,13 +107,20 @@ class Committer:
         checkpointed; a failed commit is logged and retried next time."""
         self.next_commit = self.clock() + self.settings.commit_interval
         wanted = None if which is None else set(which)
-        offsets, states = {}, {}
+        offsets, states, feedback = {}, {}, {}
         for partition, state in self.partitions.items():
             upto = state.committable() if wanted is None or partition in wanted else None
             if upto is not None:
                 offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(
                     upto + 1, self.metadata(partition, state.generation, upto))
                 states[partition] = (state, upto)
+            fb = (state.committable_feedback() if self.feedback_topic is not None
+                  and (wanted is None or partition in wanted) else None)
+            if fb is not None:
+                assert self.feedback_topic is not None
+                offsets[TopicPartition(self.feedback_topic, partition)] = OffsetAndMetadata(
+                    fb + 1, self.metadata(partition, state.generation, fb, feedback=True))
+                feedback[partition] = (state, fb)
         if not offsets:
             return
         try:
@@ -117,3 +131,6 @@ class Committer:
         for partition, (state, upto) in states.items():
             if self.partitions.get(partition) is state and state.active:
                 state.commit(upto)
+        for partition, (state, upto) in feedback.items():
+            if self.partitions.get(partition) is state and state.active:
+                state.commit_feedback(upto)

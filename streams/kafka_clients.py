@@ -19,9 +19,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas import constants
+from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.kafka_security import kafka_security_kwargs
 
@@ -72,6 +74,9 @@ def consumer_options(settings: Settings) -> dict[str, Any]:
         "session_timeout_ms": int(settings.session_timeout * 1000),
         "heartbeat_interval_ms": int(settings.heartbeat_interval * 1000),
         "metadata_max_age_ms": int(settings.metadata_max_age * 1000),
+        # co-partitioned topics (events, feedback): range gives a member the same
+        # partition numbers of both (round-robin would split a partition's two topics)
+        "partition_assignment_strategy": (RangePartitionAssignor,),
     }
 
 
@@ -94,8 +99,10 @@ def make_admin(settings: Settings) -> AIOKafkaAdminClient:
 
 def subscribe(consumer: AIOKafkaConsumer, settings: Settings,
               listener: ConsumerRebalanceListener) -> None:
-    """Subscribe to the events topic with ``listener`` told of every rebalance."""
-    consumer.subscribe([settings.topic(constants.EVENTS)], listener=listener)
+    """Subscribe to the events and feedback topics with ``listener`` told of every
+    rebalance."""
+    consumer.subscribe([settings.topic(constants.EVENTS), settings.topic(constants.FEEDBACK)],
+                       listener=listener)
 
 
 async def create_topics(settings: Settings, partitions: dict[str, int],
@@ -121,9 +128,39 @@ async def create_topics(settings: Settings, partitions: dict[str, int],
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the four topics if they do not exist yet (existing ones are left as they are)."""
+    """Create the four topics, and the feedback topic with the events topic's partition
+    count, if they do not exist yet (existing ones are left as they are).
+
+    Raises:
+        ConfigError: the events and feedback topics have different partition counts (they
+            must be co-partitioned).
+    """
     created = await create_topics(
         settings, {settings.topic(name): settings.topic_partitions
                    for name in constants.TOPIC_SUFFIXES}, replication=settings.topic_replication)
+    events, feedback = settings.topic(constants.EVENTS), settings.topic(constants.FEEDBACK)
+    counts = await partition_counts(settings, [events, feedback])
+    if feedback not in counts and events in counts:
+        created += await create_topics(settings, {feedback: counts[events]},
+                                       replication=settings.topic_replication)
+        counts[feedback] = counts[events]
     if created:
         log.info("created topics %s", ", ".join(created))
+    if counts.get(events) != counts.get(feedback):
+        raise ConfigError(f"topic {feedback} has {counts.get(feedback)} partitions and "
+                          f"{events} has {counts.get(events)}: they must be co-partitioned "
+                          "(same key, same partition count)")
+
+
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """The partition count of each of ``topics`` that exists (the missing ones are not
+    described: a metadata request may auto-create them with the broker's default count)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [topic for topic in topics if topic in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if not t.get("error_code")}

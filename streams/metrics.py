@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from learners.drift import watched_signal
+from learners.feedback import OUTCOMES
 
 if TYPE_CHECKING:
     from streams.processor import BatchResult
@@ -119,6 +120,10 @@ class Metrics:
             "driftline_window_metric",
             "The model's metric over the champion/challenger comparison window.",
             ["model", "partition", "metric", "role"], registry=r)
+        self.feedback = Counter("driftline_feedback_total",
+                                "Late labels and pending predictions by outcome (matched, "
+                                "duplicate, unmatched, early, expired, evicted).",
+                                ["model", "outcome"], registry=r)
         self.assigned = Gauge("driftline_assigned_partitions", "Partitions assigned.",
                               registry=r)
 
@@ -130,6 +135,8 @@ class Metrics:
                             self.drift_improvements, self.drift_muted):
                 counter.labels(model=model)
             self.alerts.labels(model=model, signal=watched_signal(task))
+            for outcome in OUTCOMES:
+                self.feedback.labels(model=model, outcome=outcome)
         for reason in reasons:
             self.deadletters.labels(reason=reason)
         for model in models:
@@ -187,6 +194,8 @@ class Metrics:
             self.skipped.inc(result.skipped)
         for (model, signal), n in result.alerts.items():
             self.alerts.labels(model=model, signal=signal).inc(n)
+        for (model, outcome), n in result.feedback.items():
+            self.feedback.labels(model=model, outcome=outcome).inc(n)
         for (model, kind), n in result.drift.items():
             if kind == "better":
                 self.drift_improvements.labels(model=model).inc(n)

@@ -36,10 +36,12 @@ from learners.challenger import Promoted, promotion_message
 from learners.drift import DriftSignal, watched_signal
 from learners.exceptions import EventRefused, ModelError
 from learners.feature_drift import WatchSignal
+from learners.feedback import FeedbackResult, Received
 from learners.partition_state import Partitions, PartitionState
 from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.event import Event, plausible_ms
+from schemas.feedback import Feedback
 from schemas.settings import Settings
 from streams.deadletter import dead_letter, deadletter_key
 from streams.records import Output, Record
@@ -98,13 +100,17 @@ class BatchResult:
     #: Per model: challengers promoted, events a challenger raised on.
     promoted: Mapping[str, int] = field(default_factory=dict)
     challenger_failed: Mapping[str, int] = field(default_factory=dict)
+    #: Late labels: last handled offset per partition of the feedback topic, and
+    #: (model, outcome) counts (``learners/feedback.py``).
+    last_feedback_offsets: Mapping[int, int] = field(default_factory=dict)
+    feedback: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _Tally:
     """The mutable counts of one batch in progress (frozen into a :class:`BatchResult`)."""
 
-    __slots__ = ("alerts", "challenger_failed", "dead", "drift", "learned", "origins_ms",
-                 "promoted", "scored", "skipped")
+    __slots__ = ("alerts", "challenger_failed", "dead", "drift", "feedback", "learned",
+                 "origins_ms", "promoted", "scored", "skipped")
 
     def __init__(self) -> None:
         self.scored: Counter[str] = Counter()
@@ -116,6 +122,7 @@ class _Tally:
         self.origins_ms: list[float] = []
         self.promoted: Counter[str] = Counter()
         self.challenger_failed: Counter[str] = Counter()
+        self.feedback: Counter[tuple[str, str]] = Counter()
 
 
 class EventProcessor:
@@ -135,12 +142,14 @@ class EventProcessor:
                  on_signal: Callable[[str, int, DriftSignal], None] | None = None) -> None:
         self.settings = settings
         self.registry = registry
-        self.partitions = Partitions(registry, checkpoints=settings.checkpoints)
+        self.partitions = Partitions(registry, checkpoints=settings.checkpoints,
+                                     grace=settings.feedback_grace)
         self.on_signal = on_signal
         self._predictions = settings.topic(constants.PREDICTIONS)
         self._deadletter = settings.topic(constants.DEADLETTER)
         self._alerts = settings.topic(constants.ALERTS)
         self._incidents = settings.topic(constants.INCIDENTS)
+        self._feedback = settings.topic(constants.FEEDBACK)
         self._known = set(registry.names)
         self._tally = _Tally()
 
@@ -171,6 +180,7 @@ class EventProcessor:
         out: list[Output] = []
         tally = self._tally = _Tally()
         last: dict[int, int] = {}
+        last_feedback: dict[int, int] = {}
         done = 0
         partition, part = None, None
         for record in records:
@@ -179,11 +189,27 @@ class EventProcessor:
                 if part is None:
                     raise KeyError(f"partition {partition} is not active on this worker")
             done += 1
+            if record.topic == self._feedback:
+                last_feedback[record.partition] = record.offset
+                if record.offset <= part.fb.processed:
+                    self._skip()
+                    continue
+                try:
+                    self._tick(part, record, at, out)
+                    self._one_feedback(record, part, at, out)
+                except Exception as exc:
+                    self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [],
+                               at, out)
+                part.advance_feedback(record.offset)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                continue
             last[record.partition] = record.offset
             if part.seen(record.offset):
                 self._skip()
                 continue
             try:
+                self._tick(part, record, at, out)
                 self._one(record, part, at, out)
             except Exception as exc:
                 self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [], at, out)
@@ -193,22 +219,101 @@ class EventProcessor:
         return BatchResult(out, done, last, dict(tally.scored), dict(tally.learned),
                            dict(tally.dead), tally.skipped, dict(tally.drift),
                            dict(tally.alerts), tuple(tally.origins_ms), dict(tally.promoted),
-                           dict(tally.challenger_failed))
+                           dict(tally.challenger_failed), last_feedback, dict(tally.feedback))
 
-    def _one(self, record: Record, part: PartitionState, at: str, out: list[Output]) -> None:
+    def _refused_bytes(self, record: Record, at: str, out: list[Output]) -> bool:
+        """Dead-letter a tombstone or an oversized key or message; True if it was one."""
         value = record.value
         if value is None:
-            return self._dead(record, "tombstone",
-                              "message value is null (a tombstone); an event must be a JSON "
-                              "object", [], at, out)
-        if record.key is not None and len(record.key) > constants.MAX_KEY_BYTES:
-            return self._dead(record, "too_large",
-                              f"key is {len(record.key)} bytes; the limit is "
-                              f"{constants.MAX_KEY_BYTES}", [], at, out)
-        if len(value) > constants.MAX_EVENT_BYTES:
-            return self._dead(record, "too_large",
-                              f"message is {len(value)} bytes; the limit is "
-                              f"{constants.MAX_EVENT_BYTES}", [], at, out)
+            self._dead(record, "tombstone", "message value is null (a tombstone); an event "
+                       "must be a JSON object", [], at, out)
+        elif record.key is not None and len(record.key) > constants.MAX_KEY_BYTES:
+            self._dead(record, "too_large", f"key is {len(record.key)} bytes; the limit is "
+                       f"{constants.MAX_KEY_BYTES}", [], at, out)
+        elif len(value) > constants.MAX_EVENT_BYTES:
+            self._dead(record, "too_large", f"message is {len(value)} bytes; the limit is "
+                       f"{constants.MAX_EVENT_BYTES}", [], at, out)
+        else:
+            return False
+        return True
+
+    def _one_feedback(self, record: Record, part: PartitionState, at: str,
+                      out: list[Output]) -> None:
+        """A record of the feedback topic: validate, then join (``learners/feedback.py``)."""
+        if self._refused_bytes(record, at, out):
+            return None
+        assert record.value is not None
+        try:
+            fb = Feedback.model_validate_json(record.value)
+        except ValidationError as exc:
+            return self._invalid(record, exc, at, out)
+        if fb.model not in self._known:
+            return self._dead(record, "unknown_model",
+                              f"model '{fb.model}' is not configured; known models: "
+                              f"{', '.join(sorted(self._known))}", [], at, out)
+        if part.feedback_seen(fb.model, record.offset):
+            return self._skip()
+        learner = part.learner(fb.model)  # checkpointed with the model's pending store
+        try:
+            learner.check_label(fb.label)
+        except EventRefused as exc:
+            return self._dead(record, exc.reason, f"model '{fb.model}': {exc}", [], at, out)
+        received = Received(record.offset, record.key, record.value, record.timestamp_ms)
+        return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
+                          part, record, at, out)
+
+    def _tick(self, part: PartitionState, record: Record, at: str, out: list[Output]) -> None:
+        """Move the partition's event-time clock to ``record``'s timestamp; what that
+        expires is an output of ``record``. Nothing to expire without a store (labels
+        inline only): the clock just moves."""
+        feedback, ms = part.feedback, record.timestamp_ms
+        if ms is None or ms <= feedback.watermark:
+            return
+        if feedback.stores:
+            self._late(feedback.advance(ms), part, record, at, out)
+        else:
+            feedback.watermark = ms
+
+    def _late(self, result: FeedbackResult, part: PartitionState, record: Record, at: str,
+              out: list[Output]) -> None:
+        """Apply what a feedback step decided: learn the joins in order, dead-letter the
+        feedback that found no prediction, count outcomes (outputs of ``record``)."""
+        tally = self._tally
+        for model, held in result.unmatched:
+            tally.dead["unmatched_feedback"] += 1
+            out.append(Output(self._deadletter, deadletter_key(held.key), dead_letter(
+                Record(self._feedback, record.partition, held.offset, held.key, held.value,
+                       None), "unmatched_feedback",
+                f"no prediction of model '{model}' for event '{held.event_id}' within the "
+                "grace time (unknown, expired or evicted)", [],
+                self.settings.deadletter_max_bytes, at)))
+        tally.feedback.update(result.by_model)
+        for join in result.joins:
+            learner = part.learner(join.model)
+            entry = join.entry
+            try:
+                step = learner.learn_late(entry.features, join.label, *entry.scored)
+            except (EventRefused, ModelError) as exc:
+                log.warning("late label of event %s not learned: %s", entry.event_id, exc,
+                            extra={"model": join.model, "partition": record.partition})
+                continue
+            if step.learned:
+                tally.learned[join.model] += 1
+            if step.signal is not None:
+                self._signal(join.model, entry.event_id, record, learner, step.signal,
+                             step.reset, at, out)
+            if step.challenger_failed:
+                tally.challenger_failed[join.model] += 1
+            if step.promoted is not None:  # named by the labelled event's own offset
+                out.append(self._promotion(join.model, entry.event_id, record.partition,
+                                           entry.offset, step.promoted, at))
+        return None
+
+    def _one(self, record: Record, part: PartitionState, at: str, out: list[Output]) -> None:
+        if self._refused_bytes(record, at, out):
+            return None
+        value = record.value
+        assert value is not None
         try:
             event = Event.model_validate_json(value)
         except ValidationError as exc:
@@ -257,45 +362,58 @@ class EventProcessor:
                 tally.origins_ms.append(origin)
             tally.scored[event.model] += 1
             out.append(Output(self._predictions, record.key, prediction))
+            if event.label is None:  # kept for its late label (learners/feedback.py)
+                self._late(part.feedback.scored(
+                    event.model, event.event_id, record.offset, features,
+                    (step.prediction, step.proba), record.timestamp_ms), part, record, at, out)
         if step.learned:
             tally.learned[event.model] += 1
         if step.unhealthy is not None:
             out.append(self._unhealthy(event, record, step.unhealthy, at))
-        signal = step.signal
-        if signal is not None:
-            tally.drift[event.model, signal.kind] += 1
-            if self.on_signal is not None:
-                self.on_signal(event.model, record.partition, signal)
-            if signal.kind == "worse":
-                tally.alerts[event.model, watched_signal(learner.task)] += 1
-                learner.last_alert = {"offset": record.offset, "event_id": event.event_id,
-                                      "at": at}
-                log.warning("drift alert: error %.4f -> %.4f, action %s", signal.mean_before,
-                            signal.mean_after, "reset" if step.reset else "none",
-                            extra={"model": event.model, "partition": record.partition,
-                                   "offset": record.offset})
-                out.append(self._alert(event, record, learner.task, signal, step.reset, at,
-                                       origin))
+        if step.signal is not None:
+            self._signal(event.model, event.event_id, record, learner, step.signal,
+                         step.reset, at, out, origin)
         if step.watched:
             out.extend(self._watched(event, record, step.watched, at, origin))
         if step.challenger_failed:
             tally.challenger_failed[event.model] += 1
         if step.promoted is not None:
-            out.append(self._promotion(event, record, step.promoted, at))
+            out.append(self._promotion(event.model, event.event_id, record.partition,
+                                       record.offset, step.promoted, at))
         return None
 
-    def _promotion(self, event: Event, record: Record, promoted: Promoted, at: str) -> Output:
-        """The challenger now serves (model, partition): say so on ``<prefix>incidents``."""
-        self._tally.promoted[event.model] += 1
-        spec = self.registry.config.models[event.model]
+    def _promotion(self, model: str, event_id: str, partition: int, offset: int,
+                   promoted: Promoted, at: str) -> Output:
+        """The challenger now serves (model, partition), promoted after the event at
+        ``offset`` of the events topic: say so on ``<prefix>incidents``."""
+        self._tally.promoted[model] += 1
+        spec = self.registry.config.models[model]
         assert spec.challenger is not None
         log.warning("challenger promoted: %s %.4f vs champion %.4f over %d events",
                     promoted.metric, promoted.challenger, promoted.champion, promoted.window,
-                    extra={"model": event.model, "partition": record.partition,
+                    extra={"model": model, "partition": partition, "offset": offset})
+        return Output(self._incidents, model.encode(), orjson.dumps(promotion_message(
+            model, partition, offset, event_id, promoted, spec.challenger, spec.pipeline, at)))
+
+    def _signal(self, model: str, event_id: str, record: Record, learner: Any,
+                signal: DriftSignal, reset: bool, at: str, out: list[Output],
+                origin: float | None = None) -> None:
+        """Count an ADWIN detection of ``model`` (event ``event_id``, learned while
+        handling ``record``); a rise of the error is an alert."""
+        tally = self._tally
+        tally.drift[model, signal.kind] += 1
+        if self.on_signal is not None:
+            self.on_signal(model, record.partition, signal)
+        if signal.kind != "worse":
+            return
+        tally.alerts[model, watched_signal(learner.task)] += 1
+        learner.last_alert = {"offset": record.offset, "event_id": event_id, "at": at}
+        log.warning("drift alert: error %.4f -> %.4f, action %s", signal.mean_before,
+                    signal.mean_after, "reset" if reset else "none",
+                    extra={"model": model, "partition": record.partition,
                            "offset": record.offset})
-        return Output(self._incidents, event.model.encode(), orjson.dumps(promotion_message(
-            event.model, record.partition, record.offset, event.event_id, promoted,
-            spec.challenger, spec.pipeline, at)))
+        out.append(self._alert(model, event_id, record, learner.task, signal, reset, at,
+                               origin))
 
     def _unhealthy(self, event: Event, record: Record, reason: str, at: str) -> Output:
         log.error("model unhealthy, started afresh: %s", reason,
@@ -322,13 +440,13 @@ class EventProcessor:
             "feature": s.feature, "before": s.before, "after": s.after,
         })) for s in signals]
 
-    def _alert(self, event: Event, record: Record, task: str, signal: DriftSignal,
-               reset: bool, at: str, origin: float | None = None) -> Output:
-        spec = self.registry.config.models[event.model]
-        return Output(self._alerts, event.model.encode(), orjson.dumps({
-            "alert": "drift", "model": event.model, "partition": record.partition,
+    def _alert(self, model: str, event_id: str, record: Record, task: str,
+               signal: DriftSignal, reset: bool, at: str, origin: float | None = None) -> Output:
+        spec = self.registry.config.models[model]
+        return Output(self._alerts, model.encode(), orjson.dumps({
+            "alert": "drift", "model": model, "partition": record.partition,
             "signal": watched_signal(task), "detector": "ADWIN",
-            "delta": spec.drift.delta, "offset": record.offset, "event_id": event.event_id,
+            "delta": spec.drift.delta, "offset": record.offset, "event_id": event_id,
             "n_seen": signal.n_seen, "mean_before": signal.mean_before,
             "mean_after": signal.mean_after, "width": signal.width, "at": at,
             "action": "reset" if reset else "none", "event_time": _ms(origin, at),

@@ -42,4 +42,8 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
         state = partitions.active(partition)
         if state is not None:
             state.deliver(offset)
+    for partition, offset in result.last_feedback_offsets.items():
+        state = partitions.active(partition)
+        if state is not None:
+            state.deliver_feedback(offset)
     return result

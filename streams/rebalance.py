@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
@@ -29,6 +29,7 @@ from learners.learner import Learner
 from learners.partition_state import Partitions, PartitionState, Phase
 from learners.registry import ModelRegistry
 from schemas.exceptions import DriftlineError
+from streams.checkpoint_store import Restored
 from streams.checkpointer import Checkpointer
 from streams.commit_metadata import Identity, LogPosition, read_position
 from streams.commits import Committer
@@ -60,7 +61,10 @@ class Rebalancer(ConsumerRebalanceListener):
 
     def __init__(self, consumer: Positions, partitions: Partitions, registry: ModelRegistry,
                  committer: Committer, checkpointer: Checkpointer | None, metrics: Metrics,
-                 lock: asyncio.Lock, on_fatal: Callable[[BaseException], None]) -> None:
+                 lock: asyncio.Lock, on_fatal: Callable[[BaseException], None],
+                 feedback_topic: str | None = None,
+                 on_moved: Callable[[int, dict[str, int | None] | None], None] | None = None
+                 ) -> None:
         self.consumer = consumer
         self.partitions = partitions
         self.registry = registry
@@ -70,6 +74,10 @@ class Rebalancer(ConsumerRebalanceListener):
         self.lock = lock
         self.on_fatal = on_fatal
         self.restoring: dict[int, asyncio.Task[None]] = {}
+        #: Late labels: the feedback topic (co-partitioned with the events topic), and
+        #: what to tell when a partition's position changes (the merge buffers).
+        self.feedback_topic = feedback_topic
+        self.on_moved = on_moved
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """Before partitions move: stop their restores, checkpoint, commit, forget them."""
@@ -85,21 +93,26 @@ class Rebalancer(ConsumerRebalanceListener):
             finally:
                 for partition in numbers:
                     self.partitions.revoke(partition)
+                    if self.on_moved is not None:
+                        self.on_moved(partition, None)
                 self.metrics.assigned.set(len(self.partitions))
         log.info("partitions revoked: %s", sorted(numbers))
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """New partitions: a fresh state each, paused and restored in the background."""
         async with self.lock:
-            for tp in sorted(assigned):
-                self.metrics.declare_partition(tp.partition)
-                state = self.partitions.assign(tp.partition)  # always from Redis
+            for partition in sorted({tp.partition for tp in assigned}):
+                tps = sorted(tp for tp in assigned if tp.partition == partition)
+                self.metrics.declare_partition(partition)
+                state = self.partitions.assign(partition)  # always from Redis
+                if self.on_moved is not None:
+                    self.on_moved(partition, dict.fromkeys(tp.topic for tp in tps))
                 if self.checkpointer is None:
                     state.restore({}, time.monotonic(), time.time())
                     continue
-                self.consumer.pause(tp)
-                self.restoring[tp.partition] = asyncio.create_task(
-                    self._restore(tp, state), name=f"driftline-restore-{tp.partition}")
+                self.consumer.pause(*tps)
+                self.restoring[partition] = asyncio.create_task(
+                    self._restore(tps, state), name=f"driftline-restore-{partition}")
             self.metrics.assigned.set(len(self.partitions))
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
 
@@ -115,12 +128,20 @@ class Rebalancer(ConsumerRebalanceListener):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _restore(self, tp: TopicPartition, state: PartitionState) -> None:
+    async def _restore(self, tps: list[TopicPartition], state: PartitionState) -> None:
         assert self.checkpointer is not None
+        tp = next((t for t in tps if t.topic != self.feedback_topic), tps[0])
         try:
             position = await read_position(self.consumer, tp)
+            fb_tp = next((t for t in tps if t.topic == self.feedback_topic), None)
+            fb_position = (None if fb_tp is None
+                           else await read_position(self.consumer, fb_tp))
             found = await self.checkpointer.restore(
                 tp.partition, self.registry.names, None if position is None else position.named)
+            fb_offsets = await self.checkpointer.restore_pending(tp.partition, found,
+                                                                 state.feedback)
+            if fb_position is not None:
+                self._check_feedback_commit(tp.partition, found, fb_offsets, fb_position)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one line, no traceback: the worker stops on it
@@ -143,25 +164,71 @@ class Rebalancer(ConsumerRebalanceListener):
                 del found.learners[name]
         learners = found.learners
         seek_to = None
-        if position is not None:
-            try:
+        try:
+            if position is not None:
                 learners, seek_to = self._fit_log(tp.partition, learners, position)
-            except ServiceError as exc:
-                log.error("%s", exc, extra={"partition": tp.partition})
-                self.on_fatal(exc)
-                return
-        state.restore(learners, time.monotonic(), time.time())
+            starts = ({} if learners or len(tps) < 2 else await self._starts(tps))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, DriftlineError):
+                exc = ServiceError(f"partition {tp.partition}: restore failed: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            log.error("%s", exc, extra={"partition": tp.partition})
+            self.on_fatal(exc)
+            return
+        if self.partitions.get(tp.partition) is not state or state.phase is not Phase.RESTORING:
+            return  # revoked or re-assigned meanwhile
+        for name in self.registry.names:
+            if name not in learners:  # started afresh: so are its pending predictions
+                state.feedback.stores.pop(name, None)
+                self.checkpointer.hashes.forget(tp.partition, name)
+        state.restore(learners, time.monotonic(), time.time(), fb_offsets)
         if learners:
             self.checkpointer.remember(tp.partition, state.generation, state.offset, {
                 m: Identity(o, found.digests[m]) for m, (o, _) in learners.items()
-                if m in found.digests})
-            self.consumer.seek(tp, state.offset + 1)
+                if m in found.digests}, state.fb.processed)
+            positions: dict[str, int | None] = {
+                t.topic: (state.fb.processed if t.topic == self.feedback_topic
+                          else state.offset) + 1 for t in tps}
+            if seek_to is not None:
+                positions[tp.topic] = seek_to
+            for t in tps:
+                self.consumer.seek(t, positions[t.topic])
+            if self.on_moved is not None:
+                self.on_moved(tp.partition, positions)
             log.info("partition %s restored at offset %s (%s)", tp.partition, state.offset,
                      ", ".join(f"{m}: {o}" for m, (o, _) in learners.items()),
                      extra={"partition": tp.partition, "offset": state.offset})
-        if seek_to is not None:
+        elif starts:  # nothing checkpointed: from the group's offsets, positions known
+            if seek_to is not None:
+                starts = {t: (seek_to if t == tp else o) for t, o in starts.items()}
+            for t, offset in starts.items():
+                self.consumer.seek(t, offset)
+            if self.on_moved is not None:
+                self.on_moved(tp.partition, {t.topic: o for t, o in starts.items()})
+        elif seek_to is not None:
             self.consumer.seek(tp, seek_to)
-        self.consumer.resume(tp)
+        self.consumer.resume(*tps)
+
+    def _check_feedback_commit(self, partition: int, found: Restored,
+                               fb_offsets: dict[str, int], fb_position: LogPosition) -> None:
+        """The feedback topic's committed offset must be covered by each restored model's
+        checkpoint (a commit never runs ahead of a written checkpoint; an older checkpoint
+        would learn the labels between them twice or never): otherwise the model is
+        unusable (stop, or start afresh by ``DRIFTLINE_CHECKPOINT_UNVERIFIABLE``)."""
+        assert self.checkpointer is not None
+        committed = fb_position.committed
+        if committed is None:
+            return
+        for model in list(found.learners):
+            covered = fb_offsets.get(model, -1)
+            if committed - 1 > covered:
+                self.metrics.checkpoint_rejected.labels(reason="older").inc()
+                del found.learners[model]
+                self.checkpointer.unusable(
+                    partition, model, f"its checkpoint covers the feedback topic up to offset "
+                    f"{covered}, but the group committed it up to {committed - 1}")
 
     def _fit_log(self, partition: int, learners: dict[str, tuple[int, Learner]],
                  position: LogPosition) -> tuple[dict[str, tuple[int, Learner]], int | None]:
@@ -199,3 +266,15 @@ class Rebalancer(ConsumerRebalanceListener):
                         resume, position.start, gap, extra={"partition": partition})
             return learners, position.start
         return learners, None
+
+    async def _starts(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each of ``tps`` starts without a checkpoint: the group's committed offset,
+        else the log start (the merge of events and feedback needs both positions)."""
+        consumer: Any = self.consumer  # aiokafka's AIOKafkaConsumer
+        starts = {}
+        for t in tps:
+            committed = await consumer.committed(t)
+            if committed is None:
+                committed = (await consumer.beginning_offsets([t]))[t]
+            starts[t] = committed
+        return starts

@@ -34,6 +34,7 @@ from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
 from streams.commits import Committer, OffsetCommitter
 from streams.kafka_clients import ensure_topics, make_consumer, make_producer, subscribe
+from streams.merge import Merger
 from streams.metrics import Metrics
 from streams.output import OutputSender
 from streams.processor import EventProcessor, utc_now
@@ -70,6 +71,9 @@ class Consumer(OffsetCommitter, Positions, Protocol):
     def highwater(self, partition: TopicPartition) -> int | None:
         """The partition's last known high watermark."""
 
+    async def position(self, partition: TopicPartition) -> int:
+        """The next offset to fetch of ``partition``."""
+
 
 class ScoringLoop:
     """Driftline's consumer loop over given clients (started and closed by the caller)."""
@@ -84,13 +88,17 @@ class ScoringLoop:
         self.checkpointer = checkpointer
         self.partitions = processor.partitions
         self.topic = settings.topic(constants.EVENTS)
+        self.feedback_topic = settings.topic(constants.FEEDBACK)
         self.lock = asyncio.Lock()
         if checkpointer is not None:
             checkpointer.bind(self.partitions)
-        self.committer = Committer(consumer, self.partitions, checkpointer, settings, self.topic)
+        self.committer = Committer(consumer, self.partitions, checkpointer, settings, self.topic,
+                                   feedback_topic=self.feedback_topic)
+        #: A partition's events and feedback, merged in one deterministic order.
+        self.merger = Merger(self.topic, self.feedback_topic)
         self.rebalancer = Rebalancer(consumer, self.partitions, processor.registry,
                                      self.committer, checkpointer, metrics, self.lock,
-                                     self.fail)
+                                     self.fail, self.feedback_topic, self.merger.reset)
         self.backlog: list[Record] = []
         self.stopping = False
         self.fatal: BaseException | None = None
@@ -127,14 +135,32 @@ class ScoringLoop:
                         raise
                     await self._skip_undecodable(bad)
                     continue
-                records = [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-                           for messages in batch.values() for m in messages]
+                records = await self._merged(
+                    [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                     for messages in batch.values() for m in messages])
             if records:
                 await self.handle(records)
             if self.committer.commit_due():
                 async with self.lock:
                     self.committer.checkpoint_due()
                     await self.committer.commit()
+
+    async def _merged(self, fetched: list[Record]) -> list[Record]:
+        """The fetched records merged with those held back, in merge order (see
+        :mod:`streams.merge`); what cannot be ordered yet stays held."""
+        merger = self.merger
+        merger.add(fetched)
+        for topic, partition in merger.unknown():
+            if self.partitions.active(partition) is None:
+                continue
+            try:  # bounded: a partition whose position is not known yet is asked again
+                offset = await asyncio.wait_for(
+                    self.consumer.position(TopicPartition(topic, partition)), 0.5)
+            except Exception as exc:
+                log.debug("position of %s-%s not known yet: %r", topic, partition, exc)
+                continue
+            merger.position(topic, partition, offset)
+        return merger.ready(lambda topic, p: self.consumer.highwater(TopicPartition(topic, p)))
 
     async def handle(self, records: list[Record]) -> None:
         """Process and deliver a prefix of ``records`` (of partitions still active here);

@@ -89,6 +89,16 @@ class TokenGuard:
         return guarded
 
 
+def feedback_view(part: Any, name: str) -> dict[str, Any]:
+    """Late labels of one (model, partition): predictions waiting, feedback held, and the
+    checkpointed outcome totals (equal after a crash to an uninterrupted run's)."""
+    store = part.feedback.stores.get(name)
+    if store is None:
+        return {"pending": 0, "held": 0, "totals": {}}
+    return {"pending": len(store.entries), "held": len(store.early),
+            "totals": dict(store.totals)}
+
+
 def models_view(scoring: ScoringService) -> dict[str, Any]:
     """Per model and partition: version, counts, metric, last drift, checkpoint."""
     out: dict[str, Any] = {}
@@ -110,6 +120,7 @@ def models_view(scoring: ScoringService) -> dict[str, Any]:
                     "offset": part.durable,
                     "age_seconds": None if durable_at is None else round(now - durable_at, 3)},
                 "offset": part.offset,
+                "feedback": feedback_view(part, name),
             }
     return out
 

@@ -54,6 +54,9 @@ def demo(
                                      "Redis (DRIFTLINE_KAFKA_BOOTSTRAP / DRIFTLINE_REDIS_URL, "
                                      "else those of `driftline services up`)."),
     seed: int = typer.Option(42, help="Seed of the synthetic stream."),
+    label_delay: int = typer.Option(0, min=0, help="Late labels: events go without their "
+                                    "label, which follows on the feedback topic this many "
+                                    "events later (0: labels inside the events)."),
 ) -> None:
     """Stream a drifting dataset through a real worker; show it live; plot and summarise it."""
     if keep_services and no_services:
@@ -80,7 +83,8 @@ def demo(
     actions = {m: spec.drift.on_drift for m, spec in config.models.items()}
     say(f"{stream.description}; {len(stream.rows):,} events x {len(names)} models "
         f"({', '.join(f'{m}: on_drift = {a}' for m, a in actions.items())}) + {len(bad)} "
-        f"malformed messages, {partitions} partition(s)")
+        f"malformed messages, {partitions} partition(s)"
+        + (f"; labels {label_delay:,} events late on the feedback topic" if label_delay else ""))
     mode: services.Mode = "running" if no_services else "keep" if keep_services else "own"
     prefix = f"demo-{time.time_ns() // 1_000_000}."
     try:
@@ -97,7 +101,8 @@ def demo(
             title = (f"Driftline demo: {stream.name}, {len(stream.rows):,} events x "
                      f"{len(names)} models, topics {prefix}*")
             with LiveView(console, state, title) as view:
-                asyncio.run(runner.run(settings, messages(stream, names, bad), rate, state,
+                asyncio.run(runner.run(settings, messages(stream, names, bad, label_delay), rate,
+                                       state,
                                        view, worker))
             summary = summarize(stream, state.tracker, dict(Counter(m.reason for m in bad)),
                                 total, time.monotonic() - state.started)

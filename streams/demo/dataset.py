@@ -24,6 +24,7 @@ import orjson
 from river import datasets
 from river.datasets import synth
 
+from schemas import constants
 from schemas.constants import MAX_EVENT_BYTES
 from schemas.exceptions import ConfigError
 
@@ -131,16 +132,21 @@ def malformed(models: list[str], binary: bool) -> list[Malformed]:
 
 @dataclass(frozen=True)
 class Message:
-    """One Kafka message to send; ``row`` is the stream row it carries (None if malformed)."""
+    """One Kafka message to send; ``row`` is the stream row it carries (None if malformed
+    or a late label); ``topic`` the topic's suffix (events, or feedback for late labels)."""
 
     key: bytes
     value: bytes | None
     row: int | None
+    topic: str = constants.EVENTS
 
 
-def messages(stream: DemoStream, models: list[str],
-             bad: list[Malformed]) -> Iterator[Message]:
+def messages(stream: DemoStream, models: list[str], bad: list[Malformed],
+             label_delay: int = 0) -> Iterator[Message]:
     """Every row once per model (key: the row's event id), with ``bad`` spread evenly.
+
+    With ``label_delay`` > 0 the events carry no label: each row's label goes to the
+    feedback topic (one per model) after ``label_delay`` more rows, the last ones at the end.
 
     >>> s = load("sea", 4, seed=1)
     >>> out = list(messages(s, ["a", "b"], malformed(["a"], binary=True)[:1]))
@@ -148,6 +154,13 @@ def messages(stream: DemoStream, models: list[str],
     [(b'sea-0', 0), (b'sea-0', 0), (b'sea-1', 1), (b'sea-1', 1)]
     >>> len(out), out[4].row
     (9, None)
+    >>> late = list(messages(s, ["a"], [], label_delay=2))
+    >>> [(m.topic, m.key) for m in late]  # doctest: +NORMALIZE_WHITESPACE
+    [('events', b'sea-0'), ('events', b'sea-1'), ('events', b'sea-2'), ('feedback', b'sea-0'),
+     ('events', b'sea-3'), ('feedback', b'sea-1'), ('feedback', b'sea-2'),
+     ('feedback', b'sea-3')]
+    >>> sorted(orjson.loads(late[0].value)), sorted(orjson.loads(late[3].value))
+    (['event_id', 'features', 'model'], ['event_id', 'label', 'model'])
     """
     n = len(stream.rows)
     slots = {(k + 1) * n // (len(bad) + 1): m for k, m in enumerate(bad)}
@@ -156,8 +169,24 @@ def messages(stream: DemoStream, models: list[str],
             yield Message(slots[i].key, slots[i].value, None)
         event_id = event_id_of(stream.name, i)
         for model in models:
-            yield Message(event_id.encode(), orjson.dumps(
-                {"event_id": event_id, "model": model, "features": x, "label": y}), i)
+            event = {"event_id": event_id, "model": model, "features": x}
+            if not label_delay:
+                event["label"] = y
+            yield Message(event_id.encode(), orjson.dumps(event), i)
+        if label_delay and i >= label_delay:
+            yield from _labels(stream, models, i - label_delay)
+    if label_delay:
+        for row in range(max(0, n - label_delay), n):
+            yield from _labels(stream, models, row)
+
+
+def _labels(stream: DemoStream, models: list[str], row: int) -> Iterator[Message]:
+    """The late labels of ``row``, one feedback message per model."""
+    event_id = event_id_of(stream.name, row)
+    for model in models:
+        yield Message(event_id.encode(), orjson.dumps(
+            {"event_id": event_id, "model": model, "label": stream.rows[row][1]}), None,
+            constants.FEEDBACK)
 
 
 def event_id_of(name: str, row: int) -> str:

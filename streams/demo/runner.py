@@ -62,7 +62,6 @@ async def run(settings: Settings, messages: Iterable[Message], rate: float, stat
 
 async def _send(settings: Settings, messages: Iterable[Message], rate: float,
                 state: RunState) -> None:
-    topic = settings.topic(constants.EVENTS)
     producer = make_producer(settings, client_id=f"{settings.app_id}-demo", linger_ms=5)
     await producer.start()
     loop = asyncio.get_running_loop()
@@ -70,9 +69,12 @@ async def _send(settings: Settings, messages: Iterable[Message], rate: float,
     rows = 0
     last_row = None
     pending: list[asyncio.Future[object]] = []
+    events = 0  # messages that have an output (late labels on the feedback topic have none)
     try:
         for message in messages:
-            pending.append(await producer.send(topic, message.value, key=message.key))
+            pending.append(await producer.send(settings.topic(message.topic), message.value,
+                                               key=message.key))
+            events += message.topic == constants.EVENTS
             if message.row is not None and message.row != last_row:
                 last_row, rows = message.row, rows + 1
                 ahead = rows / rate - (loop.time() - start) if rate > 0 else 0.0
@@ -80,10 +82,10 @@ async def _send(settings: Settings, messages: Iterable[Message], rate: float,
                     await asyncio.sleep(ahead)  # pacing to the requested rate
             if len(pending) >= 500:
                 await asyncio.gather(*pending)
-                state.sent += len(pending)
+                state.sent = events
                 pending.clear()
         await asyncio.gather(*pending)
-        state.sent += len(pending)
+        state.sent = events
         state.sending_done = True
     finally:
         await producer.stop()

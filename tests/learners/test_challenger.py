@@ -180,3 +180,34 @@ def test_adopt_keeps_the_promoted_model_and_follows_the_file():
     assert learner.challenger.n_learned == 0 and learner.challenger.generation == 1
     assert learner.adopt(ModelSpec(task="classification", pipeline=LINEAR), cooldown=1000)
     assert learner.challenger is None and learner.model is promoted
+
+
+def test_late_labels_teach_the_challenger_and_can_promote_it():
+    """Labels joined late (``Learner.learn_late``) reach the challenger like inline ones:
+    it learns each once, in join order, and is promoted after the drift; the champion
+    learns them through the same path (n_learned, the drift watcher)."""
+    events = sea_then_xor(8000)
+    learner = Learner.from_spec(spec("always"), cooldown=1000)
+    reference = tree.HoeffdingTreeClassifier(grace_period=50)
+    delay, scored, promoted_at = 20, [], None
+    for i, (x, _) in enumerate(events):
+        step = learner.step(x, None)
+        assert not step.learned and step.promoted is None
+        scored.append((step.prediction, step.proba))
+        if i >= delay:
+            x_late, y_late = events[i - delay]
+            late = learner.learn_late(x_late, y_late, *scored[i - delay])
+            assert late.learned
+            if promoted_at is None:
+                reference.learn_one(x_late, y_late)
+            if late.promoted is not None:
+                assert promoted_at is None, "promoted twice"
+                promoted_at = i
+                assert learner.model is not None
+                probe = events[0][0]
+                assert learner.model.predict_proba_one(probe) == reference.predict_proba_one(
+                    probe)
+    assert promoted_at is not None and DRIFT_AT < promoted_at < DRIFT_AT + 2000, promoted_at
+    assert learner.n_learned == len(events) - delay
+    assert learner.n_scored == len(events)
+    assert type(learner.model).__name__ == "HoeffdingTreeClassifier"

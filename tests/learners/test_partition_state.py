@@ -31,8 +31,9 @@ PARTITIONS = (0, 1)
 class CountingLearner:
     """Stands in for a River learner: remembers the offsets it learned, in order."""
 
-    def __init__(self, learned: tuple[int, ...] = ()) -> None:
+    def __init__(self, learned: tuple[int, ...] = (), feedback: tuple[int, ...] = ()) -> None:
         self.offsets = list(learned)
+        self.feedback = list(feedback)  # feedback-topic offsets learned (late labels)
 
     @property
     def n_learned(self) -> int:
@@ -47,7 +48,13 @@ class Registry:
 
 
 def dump(name: str, learner: CountingLearner, offset: int) -> bytes:
-    return pickle.dumps((offset, tuple(learner.offsets)))
+    return pickle.dumps((offset, tuple(learner.offsets), -1, ()))
+
+
+def dumper(state: PartitionState):
+    """A blob also carrying the feedback offset the model reflects (its checkpoint header)."""
+    return lambda name, learner, offset: pickle.dumps(
+        (offset, tuple(learner.offsets), state.feedback_offset(name), tuple(learner.feedback)))
 
 
 class Worker(RuleBasedStateMachine):
@@ -57,6 +64,11 @@ class Worker(RuleBasedStateMachine):
         self.redis: dict[tuple[int, str], list[tuple[int, bytes, bool]]] = {}  # newest first
         self.group_committed = {p: -1 for p in PARTITIONS}
         self.position: dict[int, int] = {}
+        # the feedback topic-partition of each partition: committed offset, position, and
+        # where each model's current learner started learning feedback
+        self.fb_committed = {p: -1 for p in PARTITIONS}
+        self.fb_position: dict[int, int] = {}
+        self.fb_start: dict[tuple[int, str], int] = {}
         self.in_flight: list = []
         self.last_snapshot: dict = {}  # partition -> its newest snapshot
         # (partition, model) -> first offset its current learner learned: 0, or where the
@@ -71,6 +83,11 @@ class Worker(RuleBasedStateMachine):
         versions = self.redis.get((p, model), [])
         return versions[0][0] if versions else -1
 
+    def stored_pair(self, p: int, model: str) -> tuple[int, int]:
+        """(events offset, feedback offset) of the newest stored version."""
+        versions = self.redis.get((p, model), [])
+        return pickle.loads(versions[0][1])[::2][:2] if versions else (-1, -1)
+
     # -- rules ----------------------------------------------------------------------------
     @initialize()
     def assign_both(self) -> None:
@@ -83,27 +100,52 @@ class Worker(RuleBasedStateMachine):
         state = self.parts.assign(p)
         if old is not None:
             assert old.phase is Phase.REVOKED and old.learners == {}
-        restored = {}
+        restored, fb_offsets = {}, {}
         for model in MODELS:
             for offset, blob, valid in self.redis.get((p, model), []):
                 if valid:
-                    at, learned = pickle.loads(blob)
+                    at, learned, fb_at, fb_learned = pickle.loads(blob)
                     assert at == offset
-                    restored[model] = (offset, CountingLearner(learned))
+                    restored[model] = (offset, CountingLearner(learned, fb_learned))
+                    fb_offsets[model] = fb_at
                     break
-        state.restore(restored)
+        state.restore(restored, feedback=fb_offsets)
+        assert state.fb.durable == state.fb.delivered == state.fb.processed
+        assert state.fb.processed == min(fb_offsets.values(), default=-1)
         # What was restored is durable (and delivered): the group may commit up to it.
         assert state.durable == state.delivered == state.processed == state.offset
         assert state.committable() == (state.offset if state.offset >= 0 else None)
         # The consumer seeks past the restored offset, else resumes from the group's.
         self.position[p] = state.offset + 1 if restored else self.group_committed[p] + 1
+        self.fb_position[p] = state.fb.processed + 1 if restored else self.fb_committed[p] + 1
         for model in MODELS:
             if model in restored:
                 offset, learner = restored[model]
                 assert learner.offsets == list(range(self.start[p, model], offset + 1)), (
                     "a checkpoint lost or repeated an event")
+                assert learner.feedback == list(range(self.fb_start[p, model],
+                                                      fb_offsets[model] + 1)), (
+                    "a checkpoint lost or repeated a feedback record")
             else:
                 self.start[p, model] = self.position[p]
+                self.fb_start[p, model] = self.fb_position[p]
+
+    @rule(p=st.sampled_from(PARTITIONS), n=st.integers(1, 5), delivered=st.booleans())
+    def process_feedback(self, p: int, n: int, delivered: bool) -> None:
+        """``n`` records of the partition's feedback topic-partition."""
+        state = self.state(p)
+        if state is None:
+            return
+        for offset in range(self.fb_position[p], self.fb_position[p] + n):
+            if offset <= state.fb.processed:
+                continue
+            for model in MODELS:
+                if not state.feedback_seen(model, offset):
+                    state.learner(model).feedback.append(offset)
+            state.advance_feedback(offset)
+        self.fb_position[p] += n
+        if delivered:
+            state.deliver_feedback(state.fb.processed)
 
     @rule(p=st.sampled_from(PARTITIONS), n=st.integers(1, 5), delivered=st.booleans())
     def process(self, p: int, n: int, delivered: bool) -> None:
@@ -125,10 +167,14 @@ class Worker(RuleBasedStateMachine):
     @rule(p=st.sampled_from(PARTITIONS), data=st.data(), whole=st.booleans())
     def deliver(self, p: int, data: st.DataObject, whole: bool) -> None:
         state = self.state(p)
-        if state is None or state.processed < 0:
+        if state is None:
             return
-        state.deliver(state.processed if whole else data.draw(
-            st.integers(state.delivered, state.processed)))
+        if state.processed >= 0:
+            state.deliver(state.processed if whole else data.draw(
+                st.integers(state.delivered, state.processed)))
+        if state.fb.processed >= 0:
+            state.deliver_feedback(state.fb.processed if whole else data.draw(
+                st.integers(state.fb.delivered, state.fb.processed)))
 
     @rule(p=st.sampled_from(PARTITIONS))
     def delivery_fails(self, p: int) -> None:
@@ -138,11 +184,12 @@ class Worker(RuleBasedStateMachine):
             assert state.learners == {} and self.parts.get(p) is None
             self.assert_left_nothing(state)
             self.position.pop(p)
+            self.fb_position.pop(p)
 
     def assert_left_nothing(self, state: PartitionState) -> None:
         """A failed or revoked state takes no learner, no write, no commit any more."""
         assert state.learners == {} and state.floors == {} and not state.active
-        assert state.committable() is None
+        assert state.committable() is None and state.committable_feedback() is None
         snap = self.last_snapshot.get(state.partition)
         if snap is not None:
             durable = state.durable
@@ -161,7 +208,7 @@ class Worker(RuleBasedStateMachine):
         if not state.due(now=0.0, every=every, interval=1e9):
             return
         assert state.in_step
-        snap = state.snapshot(dump, now=0.0)
+        snap = state.snapshot(dumper(state), now=0.0)
         self.in_flight.append(snap)
         self.last_snapshot[p] = snap
 
@@ -182,7 +229,8 @@ class Worker(RuleBasedStateMachine):
         if not ok:
             return  # Redis refused it: nothing stored, nothing durable
         for model, (offset, blob) in snap.blobs.items():  # the Lua script: newer only
-            if offset > self.stored_offset(snap.partition, model):
+            fb_offset = pickle.loads(blob)[2]
+            if (offset, fb_offset) > self.stored_pair(snap.partition, model):
                 self.redis.setdefault((snap.partition, model), []).insert(0, (offset, blob, True))
         state = self.parts.get(snap.partition)
         before = None if state is None else state.durable
@@ -208,6 +256,10 @@ class Worker(RuleBasedStateMachine):
         if upto is not None:
             self.group_committed[p] = max(self.group_committed[p], upto)
             state.commit(upto)
+        upto = state.committable_feedback()
+        if upto is not None:
+            self.fb_committed[p] = max(self.fb_committed[p], upto)
+            state.commit_feedback(upto)
 
     @rule(p=st.sampled_from(PARTITIONS))
     def commit_past_durable_is_refused(self, p: int) -> None:
@@ -216,6 +268,8 @@ class Worker(RuleBasedStateMachine):
             return
         with pytest.raises(StateError):
             state.commit(min(state.durable, state.delivered) + 1)
+        with pytest.raises(StateError):
+            state.commit_feedback(min(state.fb.durable, state.fb.delivered) + 1)
 
     @rule(p=st.sampled_from(PARTITIONS))
     def delivery_past_processed_is_refused(self, p: int) -> None:
@@ -224,6 +278,8 @@ class Worker(RuleBasedStateMachine):
             return
         with pytest.raises(StateError):
             state.deliver(state.processed + 1)
+        with pytest.raises(StateError):
+            state.deliver_feedback(state.fb.processed + 1)
 
     @rule(p=st.sampled_from(PARTITIONS))
     def replayed_offset_is_refused(self, p: int) -> None:
@@ -238,13 +294,14 @@ class Worker(RuleBasedStateMachine):
         state = self.parts.get(p)
         if state is not None and state.in_step and state.processed > state.durable:
             # a write in flight when the partition moves away
-            self.last_snapshot[p] = state.snapshot(dump, now=0.0)
+            self.last_snapshot[p] = state.snapshot(dumper(state), now=0.0)
         gone = self.parts.revoke(p)
         assert self.parts.get(p) is None
         if state is not None:
             assert gone is state
         self.assert_left_nothing(gone)
         self.position.pop(p, None)
+        self.fb_position.pop(p, None)
 
     # -- invariants -----------------------------------------------------------------------
     @invariant()
@@ -254,24 +311,34 @@ class Worker(RuleBasedStateMachine):
                 assert state.committed <= state.durable <= state.delivered <= state.processed, (
                     p, state.committed, state.durable, state.delivered, state.processed)
                 assert state.snapshotted <= state.processed
+                fb = state.fb
+                assert fb.committed <= fb.durable <= fb.delivered <= fb.processed, (p, fb)
+                assert fb.snapshotted <= fb.processed
 
     @invariant()
     def committed_offsets_never_pass_a_written_checkpoint(self) -> None:
         for p in PARTITIONS:
             stored = [o for m in MODELS for o, _, _ in self.redis.get((p, m), [])[:1]]
             assert self.group_committed[p] <= min(stored, default=-1)
+            fb_stored = [pickle.loads(b)[2] for m in MODELS
+                         for _, b, _ in self.redis.get((p, m), [])[:1]]
+            assert self.fb_committed[p] <= min(fb_stored, default=-1), (
+                "the feedback topic's committed offset passed a written checkpoint")
 
     @invariant()
     def each_event_is_learned_exactly_once_in_order(self) -> None:
         for p, state in self.parts.items():
             for model, learner in state.learners.items():
                 assert learner.offsets == list(range(self.start[p, model], state.processed + 1))
+                assert learner.feedback == list(range(self.fb_start[p, model],
+                                                      state.fb.processed + 1))
 
     @invariant()
     def checkpoints_cover_exactly_their_offset(self) -> None:
         for (_, _), versions in self.redis.items():
             for offset, blob, _ in versions:
-                at, learned = pickle.loads(blob)
+                at, learned, fb_at, fb_learned = pickle.loads(blob)
+                assert not fb_learned or fb_learned[-1] == fb_at
                 assert at == offset and learned and learned[-1] == offset
                 assert list(learned) == list(range(learned[0], offset + 1))
 

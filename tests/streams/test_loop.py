@@ -104,6 +104,13 @@ class FakeStore:
         self.saved.setdefault(partition, {}).update(blobs)
         return 0
 
+    async def save_pending(self, partition, blobs, pending):
+        await self.save(partition, blobs)
+        return []
+
+    async def pending(self, partition, model):
+        return {}
+
     async def restore(self, partition, models):
         if self.restore_gate is not None:
             await self.restore_gate.wait()
