@@ -6,12 +6,19 @@ with backoff while Redis is down; a newer snapshot of a partition replaces an
 older one still waiting. A completed write is reported to
 :class:`learners.partition_state.Partitions`, which ignores it when the partition
 has moved away (or was re-assigned) meanwhile. This module holds no offsets.
+
+Snapshots are serialised in a forked child (:mod:`streams.snapshot`): the partition's
+bookkeeping (:meth:`PartitionState.snapshot`) happens in the parent at the instant of
+the fork, with a serialiser that writes nothing, so the offsets a snapshot covers are
+exactly the delivered ones at that instant; the child pickles the learners as they were
+then. A failed child is counted and logged, and the next due snapshot tries again.
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import redis.exceptions
@@ -26,6 +33,7 @@ from streams.checkpoint_store import CheckpointStore, Restored
 from streams.commit_metadata import Identity
 from streams.exceptions import ServiceError
 from streams.metrics import Metrics
+from streams.snapshot import CAN_FORK, Forked, SnapshotFailed, pack, unpack
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,9 +73,28 @@ class Checkpointer:
         return lambda name, learner, offset: checkpoint.dump(
             learner, self.store.where(partition, name), offset, key, now)
 
-    def snapshot(self, state: PartitionState, now: float) -> Snapshot:
-        """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling)."""
-        return state.snapshot(self.dump(state.partition), now)
+    def snapshot(self, state: PartitionState, now: float) -> "Pending":
+        """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling): in a
+        forked child (``checkpoint_snapshot = "fork"``, on Linux), else inline."""
+        dump = self.dump(state.partition)
+        if self.settings.checkpoint_snapshot != "fork" or not CAN_FORK:
+            return Pending(state.snapshot(dump, now))
+        taken = state.snapshot(_unwritten, now)  # the offsets; nothing serialised here
+        learners = {name: state.learners[name] for name in taken.blobs}
+        return Pending(taken, Forked(lambda: pack({
+            name: dump(name, learners[name], offset)
+            for name, (offset, _) in taken.blobs.items()})))
+
+    async def _taken(self, pending: "Pending") -> Snapshot | None:
+        """``pending``'s snapshot; None (counted, logged) if its child failed."""
+        try:
+            return await pending.result()
+        except SnapshotFailed as exc:
+            self.metrics.checkpoint_failures.inc()
+            log.error("checkpoint snapshot failed: %s", exc,
+                      extra={"partition": pending.taken.partition,
+                             "offset": pending.taken.offset})
+            return None
 
     # -- identities (what a commit names) ---------------------------------------------------
     def remember(self, partition: int, generation: int, offset: int,
@@ -89,9 +116,13 @@ class Checkpointer:
                        for m, (o, b) in snap.blobs.items()})
 
     # -- writing --------------------------------------------------------------------------
-    def submit(self, snap: Snapshot) -> None:
-        """Queue ``snap`` for the background writer (replacing an older one)."""
-        self._pending[snap.partition] = snap
+    def submit(self, snap: "Pending") -> None:
+        """Queue ``snap`` for the background writer (replacing, and cancelling, an older
+        one)."""
+        older = self._pending.get(snap.taken.partition)
+        if older is not None:
+            older.cancel()
+        self._pending[snap.taken.partition] = snap
         self._wake.set()
 
     def start(self) -> None:
@@ -100,6 +131,9 @@ class Checkpointer:
 
     async def stop(self) -> None:
         """Stop the background writer (pending snapshots are dropped: state is replayable)."""
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -115,12 +149,14 @@ class Checkpointer:
             self._wake.clear()
             while self._pending:
                 partition = next(iter(self._pending))
-                snap = self._pending.pop(partition)
+                snap = await self._taken(self._pending.pop(partition))
+                if snap is None:
+                    continue
                 if await self._write(snap):
                     backoff = 0.1
                     continue
                 if self._current(snap):
-                    self._pending.setdefault(partition, snap)
+                    self._pending.setdefault(partition, Pending(snap))
                 await asyncio.sleep(backoff)  # backoff while Redis is unreachable
                 backoff = min(backoff * 2, 5.0)
 
@@ -155,13 +191,17 @@ class Checkpointer:
     async def flush(self, state: PartitionState, timeout: float) -> bool:
         """Checkpoint ``state`` now (revocation, shutdown); False if Redis would not take it
         (or its learners are not in step with delivery, so must not be checkpointed)."""
-        self._pending.pop(state.partition, None)
+        older = self._pending.pop(state.partition, None)
+        if older is not None:
+            older.cancel()
         if not state.in_step:
             return False
         if state.processed <= state.durable:
             return True
-        snap = self.snapshot(state, time.monotonic())
         deadline = time.monotonic() + timeout
+        snap = await self._taken(self.snapshot(state, time.monotonic()))
+        if snap is None:
+            return False
         backoff = 0.1
         while not await self._write(snap):
             if time.monotonic() + backoff > deadline:
@@ -282,6 +322,40 @@ class Checkpointer:
                             extra={"partition": partition})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+
+class Pending:
+    """A snapshot whose blobs are ready (``taken``) or still being serialised by a forked
+    child (``forked``; ``taken`` then holds the offsets, with empty blobs)."""
+
+    def __init__(self, taken: Snapshot, forked: Forked | None = None) -> None:
+        self.taken = taken
+        self.forked = forked
+
+    async def result(self) -> Snapshot:
+        """The snapshot with its blobs.
+
+        Raises:
+            SnapshotFailed: the child failed, died, or wrote other models than ``taken``.
+        """
+        if self.forked is None:
+            return self.taken
+        blobs = unpack(await self.forked.result())
+        if blobs.keys() != self.taken.blobs.keys():
+            raise SnapshotFailed(f"snapshot child wrote models {sorted(blobs)}, not "
+                                 f"{sorted(self.taken.blobs)}")
+        return replace(self.taken, blobs={name: (offset, blobs[name]) for name, (offset, _)
+                                          in self.taken.blobs.items()})
+
+    def cancel(self) -> None:
+        """Not wanted any more: stop its child."""
+        if self.forked is not None:
+            self.forked.cancel()
+
+
+def _unwritten(name: str, learner: Learner, offset: int) -> bytes:
+    """The parent's serialiser while a child serialises: writes nothing."""
+    return b""
 
 
 def _refusal_line(exc: CheckpointError) -> str:

@@ -1,0 +1,197 @@
+"""Snapshot levers: event-loop stall, speed of live learners after snapshots, codec.
+
+Run: ``.venv/bin/python -m bench.snapshot_stall [--sizes 100000,1000000] [--write]``.
+
+For each size, one ``StandardScaler | LogisticRegression`` learner fed 5,000 new feature
+names per event (``max_features`` raised), as the hardening tests do; then:
+
+* stall: the longest gap of a 1 ms ticker on the event loop while one snapshot is taken
+  (inline pickle on the loop; in ``asyncio.to_thread``; forked child), and its wall time;
+* codec: pickle size and time, zstd level 1/3 size and time, decompression time;
+* speed: µs per predict+learn of a 10-feature default learner never snapshotted vs after
+  20 inline snapshots vs after 20 forked ones (CPU time, interleaved, best of 7).
+
+``--write`` puts the tables between the ``snapshot-levers`` markers of docs/benchmarks.md.
+"""
+
+import argparse
+import asyncio
+import platform
+import random
+import time
+from pathlib import Path
+
+import cramjam
+
+from bench.report import splice
+from learners import checkpoint, safe_pickle
+from learners.checkpoint import Where
+from learners.learner import Learner
+from schemas.models_file import ModelSpec
+from streams.snapshot import Forked
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+WHERE = Where("bench", "bench.events", 0, "m")
+KEY = b"k" * 32
+PIPELINE = "preprocessing.StandardScaler() | linear_model.LogisticRegression()"
+
+
+def wide_learner(features: int) -> Learner:
+    spec = ModelSpec(task="classification", pipeline=PIPELINE, max_features=features + 10)
+    learner = Learner.from_spec(spec, cooldown=100)
+    rng = random.Random(1)
+    for event in range(features // 5_000):
+        x = {f"f{event}_{k}": rng.random() for k in range(5_000)}
+        learner.step(x, rng.random() < 0.5)
+    return learner
+
+
+async def stall(take) -> tuple[float, float]:
+    """(longest ticker gap, wall time) while ``take()`` (a coroutine) runs."""
+    gaps, done = [0.0], asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps[0] = max(gaps[0], now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    start = time.perf_counter()
+    await take()
+    wall = time.perf_counter() - start
+    done.set()
+    await tick
+    return gaps[0], wall
+
+
+def dump(learner: Learner) -> bytes:
+    return checkpoint.dump(learner, WHERE, 1, KEY, 0.0)
+
+
+async def stalls(learner: Learner) -> dict[str, tuple[float, float, float]]:
+    async def inline() -> None:
+        dump(learner)
+
+    async def thread() -> None:
+        await asyncio.to_thread(dump, learner)
+
+    async def fork() -> None:
+        await Forked(lambda: dump(learner)).result()
+
+    out = {}
+    for name, take in (("inline (on the loop)", inline), ("asyncio.to_thread", thread),
+                       ("forked child", fork)):
+        runs = [await stall(take) for _ in range(3)]
+        out[name] = (min(g for g, _ in runs), max(g for g, _ in runs),
+                     sorted(w for _, w in runs)[1])
+    return out
+
+
+def fork_cost(n: int = 5) -> float:
+    """Median seconds of ``os.fork()`` in the parent (child exits at once)."""
+    import os
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        times.append(time.perf_counter() - start)
+        os.waitpid(pid, 0)
+    return sorted(times)[n // 2]
+
+
+def codec(learner: Learner) -> dict[str, float]:
+    start = time.perf_counter()
+    pickled = safe_pickle.dumps(learner)
+    out = {"pickle_s": time.perf_counter() - start, "raw": len(pickled)}
+    for level in (1, 3):
+        start = time.perf_counter()
+        packed = bytes(cramjam.zstd.compress(pickled, level=level))
+        out[f"z{level}_s"], out[f"z{level}"] = time.perf_counter() - start, len(packed)
+        start = time.perf_counter()
+        cramjam.zstd.decompress_into(packed, bytearray(len(pickled)))
+        out[f"d{level}_s"] = time.perf_counter() - start
+    return out
+
+
+def speed(snapshots: int = 20) -> dict[str, float]:
+    spec = ModelSpec(task="classification", pipeline=PIPELINE)
+    rng = random.Random(2)
+    data = [({f"x{k}": rng.random() for k in range(10)}, rng.random() < 0.5)
+            for _ in range(20_000)]
+
+    def learner(how: str) -> Learner:
+        made = Learner.from_spec(spec, cooldown=1000)
+        for x, y in data[:500]:
+            made.step(x, y)
+        for _ in range(snapshots if how != "never snapshotted" else 0):
+            if how == "after 20 inline snapshots":
+                dump(made)
+            else:
+                asyncio.run(Forked(lambda m=made: dump(m)).result())
+        return made
+
+    def run(made: Learner) -> float:
+        start = time.process_time()
+        for x, y in data:
+            made.step(x, y)
+        return (time.process_time() - start) / len(data) * 1e6
+
+    hows = ("never snapshotted", "after 20 inline snapshots", "after 20 forked snapshots")
+    best = dict.fromkeys(hows, float("inf"))
+    for _ in range(7):
+        for how in hows:
+            best[how] = min(best[how], run(learner(how)))
+    return best
+
+
+def render(sizes: list[int]) -> str:
+    lines = [f"Python {platform.python_version()}, shared 2-core machine (other jobs running: "
+             "absolute times noisy). `python -m bench.snapshot_stall`.", "",
+             "| features | snapshot | longest loop stall (min-max of 3) | wall (median) |",
+             "|---|---|---|---|"]
+    codecs, forks = [], []
+    for n in sizes:
+        learner = wide_learner(n)
+        for name, (lo, hi, wall) in asyncio.run(stalls(learner)).items():
+            lines.append(f"| {n:,} | {name} | {lo * 1e3:,.0f}-{hi * 1e3:,.0f} ms | {wall:.2f} s |")
+        forks.append((n, fork_cost()))
+        codecs.append((n, codec(learner)))
+        del learner
+    lines += ["", "`os.fork()` itself in the parent (median of 5): " + ", ".join(
+        f"{t * 1e3:.1f} ms at {n:,} features" for n, t in forks) + ".", "",
+        "| features | pickle | time | zstd 1 | time | zstd 3 (written) | time | decompress (3) |",
+        "|---|---|---|---|---|---|---|---|"]
+    for n, c in codecs:
+        lines.append(f"| {n:,} | {c['raw'] / 1e6:.1f} MB | {c['pickle_s']:.2f} s | "
+                     f"{c['z1'] / 1e6:.1f} MB ({c['raw'] / c['z1']:.1f}x) | {c['z1_s']:.2f} s | "
+                     f"{c['z3'] / 1e6:.1f} MB ({c['raw'] / c['z3']:.1f}x) | {c['z3_s']:.2f} s | "
+                     f"{c['d3_s']:.2f} s |")
+    fast = speed()
+    base = fast["never snapshotted"]
+    lines += ["", "| live learner (10 features, default model) | µs per predict+learn | "
+              "vs never snapshotted |", "|---|---|---|"]
+    lines += [f"| {how} | {us:.1f} | {us / base:.2f} |" for how, us in fast.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100000")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    body = render([int(s) for s in args.sizes.split(",")])
+    print(body)
+    if args.write:
+        DOC.write_text(splice(DOC.read_text(), "snapshot-levers",
+                                       "## Snapshot levers: loop stall, live speed, codec\n\n"
+                                       + body))
+
+
+if __name__ == "__main__":
+    main()
