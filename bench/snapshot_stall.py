@@ -9,7 +9,9 @@ names per event (``max_features`` raised), as the hardening tests do; then:
   (inline pickle on the loop; in ``asyncio.to_thread``; forked child), and its wall time;
 * codec: pickle size and time, zstd level 1/3 size and time, decompression time;
 * speed: µs per predict+learn of a 10-feature default learner never snapshotted vs after
-  20 inline snapshots vs after 20 forked ones (CPU time, interleaved, best of 7).
+  20 inline snapshots vs after 20 forked ones (CPU time, interleaved, best of 7);
+* ``--restore N``: a checkpoint of N features (1,500,000: ~100 MB pickled) written to and
+  restored from a real redis-server (``CheckpointStore.save`` / ``restore``), timed by step.
 
 ``--write`` puts the tables between the ``snapshot-levers`` markers of docs/benchmarks.md.
 """
@@ -18,16 +20,20 @@ import argparse
 import asyncio
 import platform
 import random
+import tempfile
 import time
 from pathlib import Path
 
 import cramjam
+import redis.asyncio
 
 from bench.report import splice
 from learners import checkpoint, safe_pickle
 from learners.checkpoint import Where
 from learners.learner import Learner
 from schemas.models_file import ModelSpec
+from streams.checkpoint_store import CheckpointStore
+from streams.localservices.redis import RedisServer
 from streams.snapshot import Forked
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -150,7 +156,53 @@ def speed(snapshots: int = 20) -> dict[str, float]:
     return best
 
 
-def render(sizes: list[int]) -> str:
+async def restore_steps(learner: Learner, url: str) -> dict[str, float]:
+    """Seconds of each step of writing and restoring ``learner``'s checkpoint."""
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=600)
+    store = CheckpointStore(client, KEY, 5, WHERE.group, WHERE.topic)
+    out: dict[str, float] = {}
+    started = time.perf_counter()
+    blob = checkpoint.dump(learner, store.where(0, "m"), 1, KEY, 0.0)
+    out["dump"] = time.perf_counter() - started
+    header, stored = checkpoint.verify(blob, KEY)
+    out["pickle_mb"], out["blob_mb"] = header.size / 1e6, len(blob) / 1e6
+    started = time.perf_counter()
+    await store.save(0, {"m": (1, blob)})
+    out["write"] = time.perf_counter() - started
+    started = time.perf_counter()
+    await client.lindex(store.versions_key(0, "m"), 0)
+    out["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    checkpoint.verify(blob, KEY)
+    out["verify"] = time.perf_counter() - started
+    started = time.perf_counter()
+    checkpoint.decompress(header, stored)
+    out["decompress"] = time.perf_counter() - started
+    started = time.perf_counter()
+    found = await store.restore(0, ("m",))
+    out["restore"] = time.perf_counter() - started
+    assert found.learners["m"][1].n_learned == learner.n_learned
+    await client.aclose()
+    return out
+
+
+def restore_line(features: int) -> str:
+    server = RedisServer.create(Path(tempfile.mkdtemp(prefix="driftline-snap-")) / "redis",
+                                appendonly=True)
+    server.start(die_with_parent=True)
+    try:
+        r = asyncio.run(restore_steps(wide_learner(features), server.url))
+    finally:
+        server.stop()
+    return (f"**Restore of a {r['pickle_mb']:.0f} MB checkpoint ({features:,} features; "
+            f"{r['blob_mb']:.1f} MB stored with zstd).** dump (pickle + zstd + sign) "
+            f"{r['dump']:.2f} s, Redis write {r['write']:.2f} s, read (`LINDEX`) "
+            f"{r['read']:.2f} s, HMAC verify {r['verify']:.2f} s, decompress "
+            f"{r['decompress']:.2f} s; full `CheckpointStore.restore` (read, verify, "
+            f"decompress, allow-list unpickle) {r['restore']:.1f} s.")
+
+
+def render(sizes: list[int], restore: int = 0) -> str:
     lines = [f"Python {platform.python_version()}, shared 2-core machine (other jobs running: "
              "absolute times noisy). `python -m bench.snapshot_stall`.", "",
              "| features | snapshot | longest loop stall (min-max of 3) | wall (median) |",
@@ -177,15 +229,18 @@ def render(sizes: list[int]) -> str:
     lines += ["", "| live learner (10 features, default model) | µs per predict+learn | "
               "vs never snapshotted |", "|---|---|---|"]
     lines += [f"| {how} | {us:.1f} | {us / base:.2f} |" for how, us in fast.items()]
+    if restore:
+        lines += ["", restore_line(restore)]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000")
+    parser.add_argument("--restore", type=int, default=0)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    body = render([int(s) for s in args.sizes.split(",")])
+    body = render([int(s) for s in args.sizes.split(",") if s], args.restore)
     print(body)
     if args.write:
         DOC.write_text(splice(DOC.read_text(), "snapshot-levers",

@@ -33,7 +33,7 @@ from streams.checkpoint_store import CheckpointStore, Restored
 from streams.commit_metadata import Identity
 from streams.exceptions import ServiceError
 from streams.metrics import Metrics
-from streams.snapshot import CAN_FORK, Forked, SnapshotFailed, pack, unpack
+from streams.snapshot import CAN_FORK, Forked, SnapshotFailed, pack, reaped, unpack
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,6 +137,7 @@ class Checkpointer:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await reaped()
 
     def _current(self, snap: Snapshot) -> bool:
         state = None if self.partitions is None else self.partitions.get(snap.partition)

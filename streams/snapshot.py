@@ -144,6 +144,12 @@ class Forked:
 _REAPING: set[asyncio.Task[int]] = set()
 
 
+async def reaped() -> None:
+    """Wait until every cancelled child is reaped (before the loop closes)."""
+    while _REAPING:
+        await asyncio.gather(*_REAPING, return_exceptions=True)
+
+
 def _death(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
