@@ -44,6 +44,10 @@ _PR_SET_PDEATHSIG = 1
 _F_SETPIPE_SZ = 1031
 _CHUNK = 1 << 20
 _LEN = struct.Struct(">Q")
+try:  # loaded here, not in the child (no dlopen after fork)
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if CAN_FORK else None
+except (OSError, AttributeError):
+    _PRCTL = None
 
 
 class SnapshotFailed(DriftlineError):
@@ -136,8 +140,11 @@ class Forked:
                 loop.remove_reader(fd)
         finally:
             os.close(fd)
-        _, status = os.waitpid(self.pid, 0)  # it has exited: returns at once
         self._reaped = True
+        try:
+            _, status = os.waitpid(self.pid, 0)  # it has exited: returns at once
+        except ChildProcessError:  # reaped by someone else: the framing tells if complete
+            return 0
         return os.waitstatus_to_exitcode(status)
 
 
@@ -165,8 +172,8 @@ def _child(work: Callable[[], bytes], read: int, write: int, parent: int) -> Non
             signal.set_wakeup_fd(-1)  # the parent's loop must not see the child's signals
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:
             return
         os.closerange(3, write)
