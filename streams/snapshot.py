@@ -99,11 +99,14 @@ class Forked:
         loop.add_reader(self._read, readable)
         try:
             await eof
-        finally:
             loop.remove_reader(self._read)
-            os.close(self._read)
-            self._read = -1
-        code = await self._reap()
+            code = await self._reap()
+        except asyncio.CancelledError:  # the writer stops: so does the child
+            loop.remove_reader(self._read)
+            self.cancel()
+            raise
+        finally:
+            self._close()
         out = b"".join(chunks)
         if code != 0 or not out:
             raise SnapshotFailed(f"snapshot child {self.pid} {_death(code)} before it wrote "
@@ -118,12 +121,15 @@ class Forked:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        if self._read >= 0:
-            os.close(self._read)
-            self._read = -1
+        self._close()
         task = asyncio.get_running_loop().create_task(self._reap())
         _REAPING.add(task)
         task.add_done_callback(_REAPING.discard)
+
+    def _close(self) -> None:
+        if self._read >= 0:
+            os.close(self._read)
+            self._read = -1
 
     async def _reap(self) -> int:
         """Wait (on the loop) until the child exits; its exit code (-N: killed by N)."""

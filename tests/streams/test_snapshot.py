@@ -18,7 +18,7 @@ from schemas.models_file import ModelsConfig, ModelSpec
 from schemas.settings import Settings
 from streams.checkpointer import Checkpointer
 from streams.metrics import Metrics
-from streams.snapshot import CAN_FORK, Forked, SnapshotFailed, pack, unpack
+from streams.snapshot import CAN_FORK, Forked, SnapshotFailed, pack, reaped, unpack
 from tests.learners.estimator_sweep import events
 
 pytestmark = pytest.mark.skipif(not CAN_FORK, reason="forking snapshots need Linux")
@@ -214,3 +214,19 @@ def test_pack_round_trips_and_refuses_truncation():
     assert unpack(pack(blobs)) == blobs
     with pytest.raises(SnapshotFailed, match="truncated"):
         unpack(pack(blobs)[:-1])
+
+
+def test_a_snapshot_awaited_by_a_cancelled_writer_kills_and_reaps_its_child():
+    async def go():
+        forked = Forked(lambda: time.sleep(60) or b"late")
+        waiting = asyncio.create_task(forked.result())
+        await asyncio.sleep(0)  # let it start reading
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await reaped()
+        return forked
+
+    forked = asyncio.run(go())
+    assert forked._reaped and forked._read == -1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(forked.pid, os.WNOHANG)
