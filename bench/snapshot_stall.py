@@ -78,7 +78,8 @@ def dump(learner: Learner) -> bytes:
     return checkpoint.dump(learner, WHERE, 1, KEY, 0.0)
 
 
-async def stalls(learner: Learner) -> dict[str, tuple[float, float, float]]:
+async def stalls(learner: Learner) -> dict[str, tuple[float, float, float, float]]:
+    """Per way of snapshotting: (median, min, max) longest stall of 5 and median wall."""
     async def inline() -> None:
         dump(learner)
 
@@ -91,9 +92,9 @@ async def stalls(learner: Learner) -> dict[str, tuple[float, float, float]]:
     out = {}
     for name, take in (("inline (on the loop)", inline), ("asyncio.to_thread", thread),
                        ("forked child", fork)):
-        runs = [await stall(take) for _ in range(3)]
-        out[name] = (min(g for g, _ in runs), max(g for g, _ in runs),
-                     sorted(w for _, w in runs)[1])
+        runs = [await stall(take) for _ in range(5)]
+        gaps = sorted(g for g, _ in runs)
+        out[name] = (gaps[2], gaps[0], gaps[-1], sorted(w for _, w in runs)[2])
     return out
 
 
@@ -207,13 +208,14 @@ def restore_line(features: int) -> str:
 def render(sizes: list[int], restore: int = 0) -> str:
     lines = [f"Python {platform.python_version()}, shared 2-core machine (other jobs running: "
              "absolute times noisy). `python -m bench.snapshot_stall`.", "",
-             "| features | snapshot | longest loop stall (min-max of 3) | wall (median) |",
-             "|---|---|---|---|"]
+             "| features | snapshot | longest loop stall: median of 5 (min-max) | "
+             "wall (median) |", "|---|---|---|---|"]
     codecs, forks = [], []
     for n in sizes:
         learner = wide_learner(n)
-        for name, (lo, hi, wall) in asyncio.run(stalls(learner)).items():
-            lines.append(f"| {n:,} | {name} | {lo * 1e3:,.0f}-{hi * 1e3:,.0f} ms | {wall:.2f} s |")
+        for name, (mid, lo, hi, wall) in asyncio.run(stalls(learner)).items():
+            lines.append(f"| {n:,} | {name} | {mid * 1e3:,.0f} ms ({lo * 1e3:,.0f}-"
+                         f"{hi * 1e3:,.0f}) | {wall:.2f} s |")
         forks.append((n, fork_cost()))
         codecs.append((n, codec(learner)))
         del learner
