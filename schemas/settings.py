@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
     checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
     checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")
+    checkpoint_snapshot: Literal["fork", "inline"] = Field(
+        "fork", description="Serialise snapshots in a forked child (the event loop and the "
+                            "live learners untouched; Linux) or inline on the loop.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How every Kafka client connects (Kafka's security.protocol).")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(

@@ -6,6 +6,12 @@ with backoff while Redis is down; a newer snapshot of a partition replaces an
 older one still waiting. A completed write is reported to
 :class:`learners.partition_state.Partitions`, which ignores it when the partition
 has moved away (or was re-assigned) meanwhile. This module holds no offsets.
+
+Snapshots are serialised in a forked child (:mod:`streams.snapshot`): the partition's
+bookkeeping (:meth:`PartitionState.snapshot`) happens in the parent at the instant of
+the fork, with a serialiser that writes nothing, so the offsets a snapshot covers are
+exactly the delivered ones at that instant; the child pickles the learners as they were
+then. A failed child is counted and logged, and the next due snapshot tries again.
 """
 
 import asyncio
@@ -13,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.exceptions
 
@@ -29,6 +35,7 @@ from streams.commit_metadata import Identity
 from streams.exceptions import ServiceError
 from streams.metrics import Metrics
 from streams.pending_checkpoints import PendingHashes, combine
+from streams.snapshot import CAN_FORK, Forked, SnapshotFailed, pack, reaped, unpack
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +57,7 @@ class Checkpointer:
         self.metrics = metrics
         self.partitions = partitions
         self.clock = clock
-        self._pending: dict[int, Snapshot] = {}
+        self._pending: dict[int, SnapshotJob] = {}
         #: partition -> (generation, offset, checkpoint of each model, feedback offset)
         #: last made durable.
         self._identities: dict[int, tuple[int, int, dict[str, Identity], int]] = {}
@@ -72,21 +79,50 @@ class Checkpointer:
         return lambda name, learner, offset, feedback=None: checkpoint.dump(
             learner, self.store.where(partition, name), offset, key, now, feedback=feedback)
 
-    def snapshot(self, state: PartitionState, now: float) -> Snapshot:
+    def snapshot(self, state: PartitionState, now: float) -> "SnapshotJob":
         """Snapshot ``state``'s learners (``now``: monotonic seconds, for scheduling), each
-        with its pending-predictions write (:class:`streams.pending_checkpoints.PendingHashes`)
-        and the hash's summary in its header."""
+        with its pending-predictions write (:class:`streams.pending_checkpoints.PendingHashes`,
+        sealed here, in this process) and the hash's summary in its header; the learners are
+        serialised in a forked child (``checkpoint_snapshot = "fork"``, on Linux), else
+        inline."""
         pending: dict[str, PendingWrite] = {}
+        headers: dict[str, dict[str, Any]] = {}
         dump = self.dump(state.partition)
         feedback = state.feedback
 
-        def dump_with_pending(name: str, learner: Learner, offset: int) -> bytes:
-            pending[name], header = self.hashes.seal(
+        def seal_pending(name: str) -> dict[str, Any]:
+            pending[name], headers[name] = self.hashes.seal(
                 state.partition, name, feedback.store(name), feedback.watermark,
                 state.feedback_offset(name))
-            return dump(name, learner, offset, header)  # type: ignore[no-any-return]
+            return headers[name]
 
-        return replace(state.snapshot(dump_with_pending, now), pending=pending)
+        def dump_with_pending(name: str, learner: Learner, offset: int) -> bytes:
+            return dump(name, learner, offset, seal_pending(name))  # type: ignore[no-any-return]
+
+        def seal_only(name: str, learner: Learner, offset: int) -> bytes:
+            seal_pending(name)
+            return b""  # the child serialises the learner
+
+        if self.settings.checkpoint_snapshot != "fork" or not CAN_FORK:
+            return SnapshotJob(replace(state.snapshot(dump_with_pending, now), pending=pending))
+        taken = replace(state.snapshot(seal_only, now), pending=pending)
+        learners = {name: state.learners[name] for name in taken.blobs}
+        return SnapshotJob(taken, Forked(lambda: pack({
+            name: dump(name, learners[name], offset, headers[name])
+            for name, (offset, _) in taken.blobs.items()})))
+
+    async def _taken(self, job: "SnapshotJob") -> Snapshot | None:
+        """``job``'s snapshot; None (counted, logged) if its child failed. The pending-hash
+        writes sealed for it are then lost, so the next write of each of its hashes is a
+        full one."""
+        try:
+            return await job.result()
+        except SnapshotFailed as exc:
+            self.metrics.checkpoint_failures.inc()
+            self.hashes.forget(job.taken.partition)
+            log.error("checkpoint snapshot failed: %s", exc,
+                      extra={"partition": job.taken.partition, "offset": job.taken.offset})
+            return None
 
     # -- identities (what a commit names) ---------------------------------------------------
     def remember(self, partition: int, generation: int, offset: int,
@@ -111,10 +147,15 @@ class Checkpointer:
                        for m, (o, b) in snap.blobs.items()}, snap.feedback_offset)
 
     # -- writing --------------------------------------------------------------------------
-    def submit(self, snap: Snapshot) -> None:
-        """Queue ``snap`` for the background writer (replacing an older one)."""
-        older = self._pending.get(snap.partition)
-        self._pending[snap.partition] = snap if older is None else combine(older, snap)
+    def submit(self, job: "SnapshotJob") -> None:
+        """Queue ``job`` for the background writer (replacing, and cancelling, an older one
+        whose pending-hash writes are folded into it)."""
+        partition = job.taken.partition
+        older = self._pending.get(partition)
+        if older is not None:
+            older.cancel()
+            job = job.after(older.taken)
+        self._pending[partition] = job
         self._wake.set()
 
     def start(self) -> None:
@@ -123,9 +164,13 @@ class Checkpointer:
 
     async def stop(self) -> None:
         """Stop the background writer (pending snapshots are dropped: state is replayable)."""
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await reaped()
 
     def _current(self, snap: Snapshot) -> bool:
         state = None if self.partitions is None else self.partitions.get(snap.partition)
@@ -138,13 +183,16 @@ class Checkpointer:
             self._wake.clear()
             while self._pending:
                 partition = next(iter(self._pending))
-                snap = self._pending.pop(partition)
+                snap = await self._taken(self._pending.pop(partition))
+                if snap is None:
+                    continue
                 if await self._write(snap):
                     backoff = 0.1
                     continue
                 if self._current(snap):
                     newer = self._pending.get(partition)
-                    self._pending[partition] = snap if newer is None else combine(snap, newer)
+                    self._pending[partition] = (SnapshotJob(snap) if newer is None
+                                                else newer.after(snap))
                 await asyncio.sleep(backoff)  # backoff while Redis is unreachable
                 backoff = min(backoff * 2, 5.0)
 
@@ -190,15 +238,20 @@ class Checkpointer:
         (or its learners are not in step with delivery, so must not be checkpointed)."""
         older = self._pending.pop(state.partition, None)
         if not state.in_step:
+            if older is not None:
+                older.cancel()
             return False
         if state.processed <= state.durable and state.fb.processed <= state.fb.durable:
             if older is not None:
                 self._pending[state.partition] = older
             return True
-        snap = self.snapshot(state, time.monotonic())
         if older is not None:
-            snap = combine(older, snap)
+            older.cancel()
         deadline = time.monotonic() + timeout
+        job = self.snapshot(state, time.monotonic())
+        snap = await self._taken(job if older is None else job.after(older.taken))
+        if snap is None:
+            return False
         backoff = 0.1
         while not await self._write(snap):
             if time.monotonic() + backoff > deadline:
@@ -334,6 +387,45 @@ class Checkpointer:
         return await self.hashes.restore(
             partition, found, feedback,
             lambda p, m: self._retrying(p, lambda: self.store.pending(p, m)), refused)
+
+
+class SnapshotJob:
+    """A snapshot whose blobs are ready (``taken``) or still being serialised by a forked
+    child (``forked``; ``taken`` then holds the offsets, with empty blobs)."""
+
+    def __init__(self, taken: Snapshot, forked: Forked | None = None) -> None:
+        self.taken = taken
+        self.forked = forked
+
+    async def result(self) -> Snapshot:
+        """The snapshot with its blobs.
+
+        Raises:
+            SnapshotFailed: the child failed, died, or wrote other models than ``taken``.
+        """
+        if self.forked is None:
+            return self.taken
+        blobs = unpack(await self.forked.result())
+        if blobs.keys() != self.taken.blobs.keys():
+            raise SnapshotFailed(f"snapshot child wrote models {sorted(blobs)}, not "
+                                 f"{sorted(self.taken.blobs)}")
+        return replace(self.taken, blobs={name: (offset, blobs[name]) for name, (offset, _)
+                                          in self.taken.blobs.items()})
+
+    def after(self, older: Snapshot) -> "SnapshotJob":
+        """This job with ``older``'s pending-hash writes (never written) folded in before
+        its own (:func:`streams.pending_checkpoints.combine`)."""
+        return SnapshotJob(combine(older, self.taken), self.forked)
+
+    def cancel(self) -> None:
+        """Not wanted any more: stop its child."""
+        if self.forked is not None:
+            self.forked.cancel()
+
+
+def _unwritten(name: str, learner: Learner, offset: int) -> bytes:
+    """The parent's serialiser while a child serialises: writes nothing."""
+    return b""
 
 
 def _refusal_line(exc: CheckpointError) -> str:

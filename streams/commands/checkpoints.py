@@ -90,6 +90,8 @@ def show(model: str, partition: int,
         typer.echo(f"  offset {header.offset}  created {_when(header.created_at)}  "
                    f"bytes {len(blobs[version])}")
         typer.echo(f"  written by {header.versions()}")
+        typer.echo(f"  codec {header.codec}" + (f" ({header.size} bytes uncompressed)"
+                                                if header.size >= 0 else ""))
         typer.echo(f"  pipeline {learner.spec.pipeline}")
         typer.echo(f"  learned {learner.n_learned}  scored {learner.n_scored}  "
                    f"resets {learner.n_resets}  {learner.metric}")

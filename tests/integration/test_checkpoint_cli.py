@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 
 from learners import checkpoint
 from learners.registry import ModelRegistry
@@ -113,9 +114,10 @@ def test_list_show_export_import_rollback(kafka, redis_url, topic_prefix, tmp_pa
     assert "default" in listed.stdout and "299" in listed.stdout
     shown = run_cli("checkpoints", "show", "default", "0", "--version", "1", env=env)
     assert "offset 199" in shown.stdout and "learned 200" in shown.stdout
-    assert (f"written by format 2, River {checkpoint.RIVER_VERSION}, Python "
+    assert (f"written by format 3, River {checkpoint.RIVER_VERSION}, Python "
             f"{checkpoint.PYTHON_VERSION}, Driftline {checkpoint.DRIFTLINE_VERSION}"
             in shown.stdout)
+    assert re.search(r"^  codec zstd \(\d{4,} bytes uncompressed\)$", shown.stdout, re.M)
 
     exported = tmp_path / "model.ckpt"
     assert run_cli("checkpoints", "export", "default", "0", str(exported), env=env).returncode == 0

@@ -73,7 +73,7 @@ class Worker:
             self.state.deliver_feedback(offset)
 
     async def checkpoint(self):
-        snap = self.cp.snapshot(self.state, 0.0)
+        snap = await self.cp.snapshot(self.state, 0.0).result()
         assert await self.cp._write(snap)
         return snap
 
@@ -133,9 +133,9 @@ def test_a_zombie_write_is_refused_and_the_next_write_is_full(redis_url, topic_p
         await owner.restore()
         zombie.events(range(200, 210))  # the old owner goes on a little, then writes
         owner.events(range(1000, 1020))
-        zsnap = zombie.cp.snapshot(zombie.state, 0.0)
+        zsnap = await zombie.cp.snapshot(zombie.state, 0.0).result()
         assert await store.save_pending(0, zsnap.blobs, zsnap.pending) == []
-        osnap = owner.cp.snapshot(owner.state, 0.0)
+        osnap = await owner.cp.snapshot(owner.state, 0.0).result()
         assert not osnap.pending["m"].full
         assert await owner.cp._write(osnap)  # taken by Redis, but its base is gone: refused
         assert owner.state.durable < osnap.offset  # so nothing became durable

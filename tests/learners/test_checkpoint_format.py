@@ -48,12 +48,12 @@ def v1_blob(learner, where, offset, key, now=0.0):
 def test_header_records_the_versions_that_wrote_it():
     learner, _ = trained()
     header, _ = checkpoint.read_header(checkpoint.dump(learner, WHERE, 7, KEY, 1.5), KEY)
-    assert (header.format, header.offset, header.n_learned, header.created_at) == (2, 7, 200, 1.5)
+    assert (header.format, header.offset, header.n_learned, header.created_at) == (3, 7, 200, 1.5)
     assert header.river == checkpoint.RIVER_VERSION and re.fullmatch(r"\d+\.\d+\.\d+.*",
                                                                       header.river)
     assert header.python == checkpoint.PYTHON_VERSION and header.python.count(".") == 2
     assert header.driftline == checkpoint.DRIFTLINE_VERSION != ""
-    assert header.versions().startswith("format 2, River ")
+    assert header.versions().startswith("format 3, River ")
 
 
 def test_a_format_1_checkpoint_of_the_default_model_loads_and_predicts_the_same():
@@ -74,7 +74,7 @@ def test_a_format_1_checkpoint_holding_numpy_stops_with_versions_and_what_to_do(
     message = str(refused.value)
     assert "\n" not in message
     assert "written by format 1, River unknown" in message
-    assert f"this is format 2, River {checkpoint.RIVER_VERSION}" in message
+    assert f"this is format 3, River {checkpoint.RIVER_VERSION}" in message
     assert "numpy" in message and "DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh" in message
     assert "replay" in message and refused.value.reason == "version"
 
@@ -83,8 +83,9 @@ def test_a_future_format_is_refused_before_unpickling():
     learner, _ = trained()
     blob = checkpoint.dump(learner, WHERE, 1, KEY, 0.0)
     header, _ = checkpoint.read_header(blob, KEY)
-    future = seal(replace(header, format=3, driftline="9.0.0"), b"not a pickle", KEY)
-    with pytest.raises(VersionMismatch, match=r"format 3, .*Driftline 9\.0\.0.*reads formats 1, 2"):
+    future = seal(replace(header, format=4, driftline="9.0.0"), b"not a pickle", KEY)
+    with pytest.raises(VersionMismatch,
+                       match=r"format 4, .*Driftline 9\.0\.0.*reads formats 1, 2, 3"):
         checkpoint.load(future, WHERE, KEY)
 
 

@@ -204,7 +204,7 @@ def test_a_write_completing_after_the_partition_moved_away_changes_nothing():
         await assign(loop, 0)
         await loop.handle([loop_record(0, i) for i in range(2)])
         state = loop.partitions.get(0)
-        snap = cp.snapshot(state, time.monotonic())
+        snap = await cp.snapshot(state, time.monotonic()).result()
         await loop.rebalancer.on_partitions_revoked([TopicPartition(TOPIC, 0)])
         await assign(loop, 0)  # back again: restored from the flush at revocation
         again = loop.partitions.get(0)
