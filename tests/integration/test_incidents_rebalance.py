@@ -8,7 +8,7 @@ The alerts are written by the test itself (as the scoring service writes them: k
 by model), so they flow at a steady rate through every phase of the churn.
 
 About two minutes per scenario (worker starts, a dead member's session timeout), and the
-loss it looks for depends on timing (before the fix: 2 of 7 runs of the second scenario), so
+loss it looks for depends on timing (before the fix: 2 of 10 runs of the second scenario), so
 it runs only with ``DRIFTLINE_REBALANCE_TESTS=1``; ``test_incidents_gaps.py`` covers the same
 code deterministically in the suite.
 """
