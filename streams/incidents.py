@@ -10,18 +10,17 @@ waiting for the broker's acknowledgement before it takes the next alert.
 
 Delivery: at-least-once, not left to Faust's offset bookkeeping. Faust acks an
 alert when the agent moves past it and commits acked offsets after flushing its
-producer, but around a rebalance it can skip records and still commit past them
-(a record fetched in one consumer generation and reached in the next is acked
-*unprocessed*; a record read back after the seek to the committed offset is
-dropped as already read; with no committed offset yet, gaps at the head of the
-acked offsets are committed over). So the agent also records, in a second table
-(``incidents-progress``, same partitioning), the last alerts offset it handled per
-partition, and:
+producer, but around a rebalance it can hand the agent later alerts without the
+earlier ones, and ack or commit records the agent never saw (measured: gaps of 15
+to 65 alerts per partition; see docs/architecture.md). So the agent also records,
+in a second table (``incidents-progress``, same partitioning), the last alerts
+offset it handled per partition, and:
 
 * when it is handed alert ``o`` of a partition whose last handled offset is
-  ``l < o - 1``, it first reads ``[l + 1, o)`` itself with a plain consumer and
-  absorbs those alerts in order (:func:`read_range`);
-* every :data:`WATCH_INTERVAL_S` seconds (:func:`watch`) it compares each of
+  ``l < o - 1`` (or that has none yet), it first reads ``[l + 1, o)`` (or the
+  partition from its start) itself with a plain consumer and absorbs those
+  alerts in order (:func:`read_range`);
+* every :data:`WATCH_INTERVAL_S` seconds a timer compares each of
   its alerts partitions' end offset with the progress; a partition behind and not
   moving for a whole interval is sought back to ``l + 1`` so Faust delivers the
   missed alerts again.
