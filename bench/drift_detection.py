@@ -30,6 +30,7 @@ from typing import Any
 from river import drift, linear_model, preprocessing
 from river.datasets import synth
 
+from bench.report import splice
 from learners.drift import DriftWatcher
 from learners.feature_drift import FeatureWatch
 
@@ -38,7 +39,8 @@ AFTER = 3_000
 WARM_UP = 1_000
 SEEDS = (1, 2, 3)
 STATIONARY = 50_000
-MARKER = "<!-- drift-detection bench -->"
+#: Its section of docs/benchmarks.md (``bench.report.splice``: kept by ``./dev bench``).
+SECTION = "drift-detection"
 
 Detector = Callable[[float], bool]
 
@@ -234,8 +236,7 @@ def report() -> str:
                   "µs/update"), stationary_rows())
     hot = table(("label-free watchers", "µs per event (step)", "vs off"), hot_path_rows())
     cpu = time.process_time() - t0
-    return f"""{MARKER}
-## Drift detection: delay and false alarms (`bench/drift_detection.py`)
+    return f"""## Drift detection: delay and false alarms (`bench/drift_detection.py`)
 
 One abrupt change at event {DRIFT_AT:,}, {AFTER:,} events after it, seeds {SEEDS};
 delay is the median over seeds of events from the change to the first detection (a
@@ -277,14 +278,13 @@ of each 1,000-value window against the previous one (one dict increment per valu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", type=Path, help="replace/append the section in this file")
+    parser.add_argument("--write", type=Path, help="replace or add its section in this file")
     args = parser.parse_args()
     text = report()
     print(text)
     if args.write:
         old = args.write.read_text() if args.write.exists() else ""
-        head = old.split(MARKER)[0].rstrip("\n")
-        args.write.write_text(f"{head}\n\n{text}" if head else text)
+        args.write.write_text(splice(old, SECTION, text))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 _SECTION = re.compile(r"<!-- (?P<name>[\w-]+):begin -->\n(?P<body>.*?)<!-- (?P=name):end -->\n?",
                       re.DOTALL)
+_MARKER = re.compile(r"<!--.*?-->")
 
 
 def splice(text: str, name: str, body: str) -> str:
@@ -29,7 +30,23 @@ def splice(text: str, name: str, body: str) -> str:
 
 
 def marked_sections(text: str) -> list[tuple[str, str]]:
-    """The ``(name, body)`` of each marked section of ``text``, in order."""
+    """The ``(name, body)`` of each marked section of ``text``, in order.
+
+    Raises:
+        ValueError: a ``<!-- ... -->`` marker outside a begin/end pair (text a
+            regenerated report would silently lose), named in one line.
+
+    >>> marked_sections("# B\\n<!-- x:begin -->\\none\\n<!-- x:end -->\\n")
+    [('x', 'one\\n')]
+    >>> marked_sections("# B\\n<!-- y bench -->\\ntwo\\n")
+    Traceback (most recent call last):
+    ...
+    ValueError: marker(s) outside a <!-- name:begin --> / <!-- name:end --> pair: <!-- y bench -->
+    """
+    stray = _MARKER.findall(_SECTION.sub("", text))
+    if stray:
+        raise ValueError("marker(s) outside a <!-- name:begin --> / <!-- name:end --> pair: "
+                         + ", ".join(stray))
     return [(m["name"], m["body"]) for m in _SECTION.finditer(text)]
 
 
