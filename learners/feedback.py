@@ -270,6 +270,11 @@ class PendingPredictions:
             counts["duplicate"] += 1
             self.totals.update(counts)
             return None, [], counts
+        if not self.max_pending:  # late labels are off for this model: nothing waits
+            counts["unmatched"] += 1
+            self.totals.update(counts)
+            return None, [HeldFeedback(event_id, label, received.offset, now_ms, received.key,
+                                       received.value)], counts
         dropped = []
         if len(self.early) >= self.max_pending:
             dropped.append(self._pop_oldest_early())

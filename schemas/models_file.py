@@ -98,9 +98,11 @@ class ModelSpec(BaseModel):
     scores_top_k: int = Field(100, ge=1, le=100_000)
     max_features: int = Field(100_000, ge=1, le=10_000_000)
     #: Late labels: seconds of event time an unlabelled prediction waits for its feedback,
-    #: and how many may wait per partition (the oldest is evicted first).
+    #: and how many may wait per partition (the oldest is evicted first); 0 turns late
+    #: labels off for the model (no unlabelled prediction is kept: a model whose labels
+    #: always come inline, or never, pays nothing for them).
     feedback_ttl: float = Field(86_400.0, gt=0)
-    feedback_max_pending: int = Field(1_000_000, gt=0)
+    feedback_max_pending: int = Field(1_000_000, ge=0)
     #: A challenger pipeline (classification and regression models).
     challenger: ChallengerSpec | None = None
 

@@ -362,7 +362,8 @@ class EventProcessor:
                 tally.origins_ms.append(origin)
             tally.scored[event.model] += 1
             out.append(Output(self._predictions, record.key, prediction))
-            if event.label is None:  # kept for its late label (learners/feedback.py)
+            if event.label is None and learner.spec.feedback_max_pending:
+                # kept for its late label (learners/feedback.py)
                 self._late(part.feedback.scored(
                     event.model, event.event_id, record.offset, features,
                     (step.prediction, step.proba), record.timestamp_ms), part, record, at, out)

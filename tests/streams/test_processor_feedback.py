@@ -13,10 +13,10 @@ from streams.records import Record
 T0 = 1_767_225_600_000
 
 
-def processor() -> EventProcessor:
+def processor(**spec) -> EventProcessor:
     config = ModelsConfig.model_validate({"models": {"m": {
         "task": "classification", "pipeline": "linear_model.LogisticRegression()",
-        "feedback_ttl": 10}}})
+        "feedback_ttl": 10, **spec}}})
     proc = EventProcessor(Settings(topic_prefix="d.", feedback_grace=5.0),
                           ModelRegistry(config, 100))
     proc.partition(0)
@@ -85,3 +85,18 @@ def test_early_feedback_joins_its_event_and_unknown_ids_are_dead_letters_after_g
     # 10 s (feedback_ttl) after it was scored, an unlabelled prediction expires
     third = proc.process_batch([event(2, "d", 0.0, T0 + 16_003)])
     assert third.feedback == {("m", "expired"): 1}
+
+
+def test_late_labels_off_keeps_nothing_and_dead_letters_feedback_at_once():
+    proc = processor(feedback_max_pending=0)
+    result = proc.process_batch([event(0, "a", 1.0, T0), feedback(0, "a", True, T0 + 1),
+                                 feedback(1, "early", True, T0 + 2)])
+    assert [o.topic for o in result.outputs] == ["d.predictions", "d.deadletter",
+                                                 "d.deadletter"]
+    dead = [orjson.loads(o.value) for o in result.outputs[1:]]
+    assert [d["error"]["type"] for d in dead] == ["unmatched_feedback"] * 2
+    assert [orjson.loads(d["payload"])["event_id"] for d in dead] == ["a", "early"]
+    assert result.feedback == {("m", "unmatched"): 2}
+    store = proc.partitions.get(0).feedback.store("m")
+    assert not store.entries and not store.early
+    assert proc.partitions.get(0).learners["m"].n_learned == 0
