@@ -161,6 +161,7 @@ def profile(events: int, tmp: Path) -> dict[str, Any]:
     from streams.localservices.redis import RedisServer
     from streams.localservices.workers import DRIFTLINE, worker_env
 
+    tmp.mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     broker = KafkaBroker.create(tmp / "kafka")
     broker.start(die_with_parent=True)
