@@ -6,8 +6,7 @@ samples before the first batch (start-up, restore) are left out. Each sample is
 charged to one stage by the innermost frame that names one (:data:`STAGES`, checked in
 order), so nested work (ADWIN inside ``Learner.step``) counts once, under the most specific
 stage. µs per event = sampled seconds / events: wall time of a busy thread, so on a
-loaded machine it includes
-time the worker waited for a core.
+loaded machine it includes time the worker waited for a core.
 
 Run: ``python -m bench.profile [--events N]``; needs ``py-spy`` (``pip install py-spy``).
 """
