@@ -51,6 +51,20 @@ def machine() -> dict[str, str]:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def wait_ready(settings: dict[str, str], worker: WorkerProcess, timeout: float = 60) -> None:
+    """Return once the worker's ``/ready`` answers 200; RuntimeError after ``timeout``."""
+    import urllib.request
+
+    def ready() -> bool:
+        try:
+            url = f"http://127.0.0.1:{settings['DRIFTLINE_WEB_PORT']}/ready"
+            return urllib.request.urlopen(url, timeout=1).status == 200
+        except OSError:
+            return False
+    if not wait_until(ready, timeout):
+        raise RuntimeError(f"worker not ready: {worker.log()[-500:]}")
+
+
 def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
     """Start a worker, warm it up, then measure at ``rate``."""
     prefix = env.prefix(f"latency{rate}")
@@ -60,16 +74,7 @@ def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
     settings = worker_env(env.bootstrap, env.redis_url, prefix, env.tmp / prefix)
     worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
     try:
-        import urllib.request
-
-        def ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{settings['DRIFTLINE_WEB_PORT']}/ready"
-                return urllib.request.urlopen(url, timeout=1).status == 200
-            except OSError:
-                return False
-        if not wait_until(ready, 60):
-            raise RuntimeError(f"worker not ready: {worker.log()[-500:]}")
+        wait_ready(settings, worker)
         return asyncio.run(measure_latency(env.bootstrap, prefix, rate, seconds,
                                            warmup=min(1000, rate)))
     finally:
@@ -86,6 +91,7 @@ def soak_run(env: runs.Env, rate: int, seconds: float) -> dict[str, object]:
     worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
     try:
         assert worker.proc is not None
+        wait_ready(settings, worker)
         return asyncio.run(soak.offer(env.bootstrap, f"{prefix}events", rate, seconds,
                                       worker.proc.pid))
     finally:
