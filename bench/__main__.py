@@ -1,7 +1,9 @@
 """``./dev bench``: every benchmark in one run, on real local Kafka and Redis.
 
 Writes ``docs/benchmarks.md`` and ``bench/results/latest.json``. Ratios compare
-numbers measured in this same run. ``--events`` scales the main workload.
+numbers measured in this same run. ``--events`` scales the main workload; ``--soak-seconds``
+the soak (10 minutes at 5,000 events/s by default; ``--soak-seconds 60`` for a short run).
+Every target of issue 16 is printed and written with met / not met.
 """
 
 import argparse
@@ -15,10 +17,10 @@ from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import feedback_throughput, runs
+from bench import feedback_throughput, learner_speed, runs, soak
 from bench.baselines import in_process
 from bench.latency import measure_latency
-from bench.report import render, splice
+from bench.report import REPORT, render, splice, target_lines
 from bench.workload import create_topics, make_events
 from streams.localservices.kafka import KafkaBroker, kafka_version
 from streams.localservices.process import wait_until
@@ -49,6 +51,20 @@ def machine() -> dict[str, str]:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def wait_ready(settings: dict[str, str], worker: WorkerProcess, timeout: float = 60) -> None:
+    """Return once the worker's ``/ready`` answers 200; RuntimeError after ``timeout``."""
+    import urllib.request
+
+    def ready() -> bool:
+        try:
+            url = f"http://127.0.0.1:{settings['DRIFTLINE_WEB_PORT']}/ready"
+            return urllib.request.urlopen(url, timeout=1).status == 200
+        except OSError:
+            return False
+    if not wait_until(ready, timeout):
+        raise RuntimeError(f"worker not ready: {worker.log()[-500:]}")
+
+
 def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
     """Start a worker, warm it up, then measure at ``rate``."""
     prefix = env.prefix(f"latency{rate}")
@@ -58,20 +74,37 @@ def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
     settings = worker_env(env.bootstrap, env.redis_url, prefix, env.tmp / prefix)
     worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
     try:
-        import urllib.request
-
-        def ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{settings['DRIFTLINE_WEB_PORT']}/ready"
-                return urllib.request.urlopen(url, timeout=1).status == 200
-            except OSError:
-                return False
-        if not wait_until(ready, 60):
-            raise RuntimeError(f"worker not ready: {worker.log()[-500:]}")
+        wait_ready(settings, worker)
         return asyncio.run(measure_latency(env.bootstrap, prefix, rate, seconds,
                                            warmup=min(1000, rate)))
     finally:
         worker.stop()
+
+
+def soak_run(env: runs.Env, rate: int, seconds: float) -> dict[str, object]:
+    """A worker fed ``rate`` events/s for ``seconds``; its RSS every 10 s and the slope."""
+    prefix = env.prefix(f"soak{rate}")
+    asyncio.run(create_topics(env.bootstrap, {f"{prefix}{t}": 1 for t in
+                                              ("events", "predictions", "alerts",
+                                               "deadletter")}))
+    settings = worker_env(env.bootstrap, env.redis_url, prefix, env.tmp / prefix)
+    worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
+    try:
+        assert worker.proc is not None
+        wait_ready(settings, worker)
+        return asyncio.run(soak.offer(env.bootstrap, f"{prefix}events", rate, seconds,
+                                      worker.proc.pid))
+    finally:
+        worker.stop()
+
+
+def previous_results() -> dict[str, object] | None:
+    """The results of the last full run (to compare this run with), if any."""
+    path = ROOT / "bench" / "results" / "latest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def main() -> None:
@@ -81,7 +114,12 @@ def main() -> None:
     parser.add_argument("--model-events", type=int, default=20_000)
     parser.add_argument("--pair-events", type=int, default=100_000)
     parser.add_argument("--latency-seconds", type=float, default=8.0)
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--soak-rate", type=int, default=5_000)
+    parser.add_argument("--no-profile", action="store_true",
+                        help="skip the py-spy profile (bench.profile)")
     args = parser.parse_args()
+    previous = previous_results()
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
     broker = KafkaBroker.create(tmp / "kafka")
     broker.start(die_with_parent=True)
@@ -89,7 +127,11 @@ def main() -> None:
     redis.start(die_with_parent=True)
     env = runs.Env(broker.bootstrap, redis.url, tmp)
     out: dict[str, object] = {"machine": machine(), "events": args.events,
-                              "pair_events": args.pair_events}
+                              "pair_events": args.pair_events,
+                              "load_start": os.getloadavg()}
+    if previous is not None:
+        out["previous"] = {k: previous.get(k) for k in (
+            "machine", "driftline", "aiokafka", "in_process", "checkpoint_pairs")}
     try:
         values = make_events(args.events)
 
@@ -103,6 +145,14 @@ def main() -> None:
         out["in_process"] = step("(a) River in-process", in_process, values)
         out["driftline"] = asdict(step("Driftline", runs.driftline, env, "driftline", values))
         out["aiokafka"] = asdict(step("(b) plain aiokafka", runs.plain_aiokafka, env, values))
+        try:
+            import confluent_kafka  # noqa: F401  (optional: measured when installed)
+            out["confluent"] = asdict(step("(d) plain confluent-kafka", runs.plain_confluent,
+                                           env, values))
+            out["aiokafka_again"] = asdict(step("(b) plain aiokafka, again",
+                                                runs.plain_aiokafka, env, values))
+        except ImportError:
+            print("  confluent-kafka is not installed: (d) skipped", flush=True)
         out["faust"] = asdict(step("(c) naive Faust", runs.naive_faust, env, values))
         pairs = []
         for i in range(5):  # on/off alternated, so drift in the machine hits both alike
@@ -122,22 +172,45 @@ def main() -> None:
             path.write_text(MODELS.format(pipeline=pipeline))
             models.append({"model": label, **asdict(step(
                 f"model {label}", runs.driftline, env, label.split()[0].lower(), small,
-                models=path))})
+                models=path)), "in_process": step(f"model {label} in-process", in_process,
+                                                  small, pipeline)})
         out["models"] = models
         out["latency"] = [step(f"latency at {rate}/s", latency, env, rate, args.latency_seconds)
                           for rate in (500, 2000, 8000)]
         out["recovery"] = step("recovery after kill -9", runs.recovery, env, values[:100_000])
+        out["soak"] = step(f"soak {args.soak_rate}/s for {args.soak_seconds:.0f}s", soak_run,
+                           env, args.soak_rate, args.soak_seconds)
+        out["restored"] = [{"model": label, **step(f"restored vs fresh {label}",
+                                                   learner_speed.restored_vs_fresh, pipeline)}
+                           for label, pipeline in PIPELINES.items() if "forest" not in pipeline]
+        out["learner_bytes"] = {label: step(f"learner memory {label}",
+                                            learner_speed.learner_bytes, pipeline)
+                                for label, pipeline in PIPELINES.items()}
         out["feedback_throughput"] = step("late labels vs labels inline",
                                           feedback_throughput.run, env, 20_000, 2, (50, 2000))
     finally:
         redis.stop()
         broker.stop()
+    out["load_end"] = os.getloadavg()
+    if not args.no_profile:
+        from bench import profile
+
+        try:
+            prof = profile.profile(100_000, tmp / "profile")
+            (ROOT / "bench" / "results" / "profile.json").write_text(json.dumps(prof, indent=2))
+            text = profile.render(prof)
+            REPORT.write_text(splice(REPORT.read_text(), "profile",
+                                     "## Where a worker's time goes (py-spy)\n\n" + text))
+        except (OSError, RuntimeError) as exc:  # py-spy missing or not allowed to trace
+            print(f"  profile skipped: {exc}", flush=True)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.json").write_text(json.dumps(out, indent=2, default=str))
     (ROOT / "docs" / "benchmarks.md").write_text(splice(
         render(out), feedback_throughput.SECTION,
         feedback_throughput.render(out["feedback_throughput"])))
+    for line in target_lines(out):
+        print(line)
     print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
 
 

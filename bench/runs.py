@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import measure
-from bench.baselines import aiokafka_loop
+from bench.baselines import aiokafka_loop, confluent_loop
 from bench.workload import create_topics, produce
 from streams.localservices.workers import WorkerProcess, worker_env
 from streams.topic_reader import count_records
@@ -83,6 +83,15 @@ def plain_aiokafka(env: Env, values: list[bytes]) -> Result:
     asyncio.run(aiokafka_loop(env.bootstrap, f"{prefix}events", f"{prefix}predictions",
                               f"{prefix}group", len(values)))
     return _result(env, "plain aiokafka loop", prefix, None)
+
+
+def plain_confluent(env: Env, values: list[bytes]) -> Result:
+    """(d) in this process (needs confluent-kafka)."""
+    prefix = env.prefix("confluent")
+    asyncio.run(_prepare(env, prefix, values, 1))
+    confluent_loop(env.bootstrap, f"{prefix}events", f"{prefix}predictions",
+                   f"{prefix}group", len(values))
+    return _result(env, "plain confluent-kafka loop", prefix, None)
 
 
 def naive_faust(env: Env, values: list[bytes], timeout: float = 600) -> Result:

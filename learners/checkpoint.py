@@ -36,6 +36,7 @@ import hmac
 import importlib.metadata
 import platform
 import struct
+import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -71,6 +72,10 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
     DRIFTLINE_VERSION = "unknown"
 _SIG = hashlib.sha256().digest_size
 _LEN = struct.Struct(">I")
+#: CPython before 3.13 de-optimises every object whose ``__dict__`` a pickler read: a
+#: restored learner, pickled once to check it can be checkpointed again, is read back
+#: from that pickle (objects filled attribute by attribute keep the fast path).
+_REINLINE = sys.version_info < (3, 13)
 _WHAT_TO_DO = ("set DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh to start the model afresh, or "
                "replay the events topic into a fresh model")
 
@@ -274,7 +279,9 @@ def _unpickle(header: Header, payload: bytes) -> Learner:
         if not isinstance(learner, Learner):
             raise UnsupportedObject("checkpoint does not hold a learner")
         try:  # what was restored must checkpoint again (no state a later snapshot chokes on)
-            safe_pickle.dumps(learner)
+            again = safe_pickle.dumps(learner)
+            if _REINLINE:  # pickling read every __dict__: the objects lost their fast path
+                learner = safe_pickle.loads(again)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # RecursionError from a 100,000-deep list, ...

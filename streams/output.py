@@ -3,7 +3,8 @@
 aiokafka's per-message ``send`` costs about as much as scoring the event; building
 record batches with its public ``create_batch``/``send_batch`` API does not. Keys are
 partitioned like every Kafka client's default partitioner (murmur2), so outputs land
-where a plain keyed ``send`` would put them; keyless outputs go round-robin.
+where a plain keyed ``send`` would put them (a topic of one partition takes every key
+without hashing); keyless outputs go round-robin.
 
 >>> partition_for(b"event-1", [0, 1, 2, 3]) == partition_for(b"event-1", [0, 1, 2, 3])
 True
@@ -52,10 +53,17 @@ class OutputSender:
     async def send(self, outputs: list[Output]) -> None:
         """Publish ``outputs`` (order kept within each topic-partition); wait for acks."""
         groups: dict[tuple[str, int], list[Output]] = defaultdict(list)
+        topics: dict[str, list[int]] = {}  # one metadata look-up per topic and call
         for output in outputs:
-            partitions = await self._partitions_of(output.topic)
+            topic = output.topic
+            partitions = topics.get(topic)
+            if partitions is None:
+                partitions = topics[topic] = await self._partitions_of(topic)
+            if len(partitions) == 1:  # any key lands there: no hash
+                groups[topic, partitions[0]].append(output)
+                continue
             self._round_robin += output.key is None
-            groups[output.topic, partition_for(output.key, partitions, self._round_robin)].append(
+            groups[topic, partition_for(output.key, partitions, self._round_robin)].append(
                 output)
         futures = []
         producer = self.producer

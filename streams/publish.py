@@ -2,15 +2,24 @@
 
 Processes records (each of an active partition) until ``batch_max_seconds`` of
 model work is spent, sends the outputs and waits until the broker has them all,
-then marks the handled events delivered. If the send fails, the partitions
-involved fail: their learners reflect events whose outputs may be lost, so they
-are dropped and never checkpointed.
+then marks the handled events delivered. The slice is processed in ``chunks``
+parts, and the outputs of one part are delivered while the next is processed
+(the broker's acknowledgement of a batch took ~14% of the loop's time when it was
+awaited idle); a part is marked delivered only once the broker has all of its
+outputs, one send at a time, so every partition's outputs keep their order and a
+checkpoint (taken outside, once the slice is delivered) reflects only delivered
+events. If a send fails, the partitions involved fail: their learners reflect
+events whose outputs may be lost, so they are dropped and never checkpointed.
 """
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Protocol
 
+from learners.partition_state import Partitions
 from streams.processor import BatchResult, EventProcessor
 from streams.records import Output, Record
 
@@ -22,22 +31,43 @@ class Sender(Protocol):
         """Publish ``outputs`` in order; raise if any is not acknowledged."""
 
 
-async def process_and_publish(records: Sequence[Record], processor: EventProcessor,
-                              sender: Sender, max_seconds: float) -> BatchResult:
-    """Process a prefix of ``records`` (all, unless ``max_seconds`` ran out: see
-    ``result.processed``), deliver its outputs and mark them delivered.
+#: BatchResult fields that hold a position per partition (the later result's wins), not counts.
+_LATEST = frozenset({"last_offsets", "last_feedback_offsets"})
 
-    Raises:
-        Exception: whatever the send raised; the partitions of ``records`` have failed.
+
+def merge(a: BatchResult, b: BatchResult) -> BatchResult:
+    """The result of processing ``a``'s records then ``b``'s: outputs and times
+    concatenated, counts added, the last offset of each partition the later one.
+
+    >>> one = BatchResult([], 2, {0: 5}, scored={"m": 2}, last_feedback_offsets={0: 7})
+    >>> two = BatchResult([], 1, {0: 6, 1: 0}, scored={"m": 1}, dead={"x": 1},
+    ...                   last_feedback_offsets={0: 9})
+    >>> r = merge(one, two)
+    >>> r.processed, dict(r.last_offsets), dict(r.scored), dict(r.dead)
+    (3, {0: 6, 1: 0}, {'m': 3}, {'x': 1})
+    >>> dict(r.last_feedback_offsets)
+    {0: 9}
     """
-    partitions = processor.partitions
-    result = processor.process_batch(records, deadline=time.monotonic() + max_seconds)
-    try:
-        await sender.send(result.outputs)
-    except BaseException:
-        for partition in {record.partition for record in records}:
-            partitions.fail(partition)
-        raise
+    values: dict[str, Any] = {}
+    for f in fields(BatchResult):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name in _LATEST:
+            values[f.name] = {**x, **y}
+        elif isinstance(x, int):
+            values[f.name] = x + y
+        elif isinstance(x, Mapping):
+            counts = dict(x)
+            for key, n in y.items():
+                counts[key] = counts.get(key, 0) + n
+            values[f.name] = counts
+        elif isinstance(x, list):
+            values[f.name] = x + list(y)
+        else:
+            values[f.name] = tuple(x) + tuple(y)
+    return BatchResult(**values)
+
+
+def _deliver(partitions: Partitions, result: BatchResult) -> None:
     for partition, offset in result.last_offsets.items():
         state = partitions.active(partition)
         if state is not None:
@@ -46,4 +76,46 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
         state = partitions.active(partition)
         if state is not None:
             state.deliver_feedback(offset)
-    return result
+
+
+async def process_and_publish(records: Sequence[Record], processor: EventProcessor,
+                              sender: Sender, max_seconds: float,
+                              chunks: int = 2) -> BatchResult:
+    """Process a prefix of ``records`` (all, unless ``max_seconds`` ran out: see
+    ``result.processed``), deliver its outputs and mark them delivered; each of the
+    ``chunks`` parts is sent while the next one is processed.
+
+    Raises:
+        Exception: whatever a send raised; the partitions of ``records`` have failed.
+    """
+    partitions = processor.partitions
+    deadline = time.monotonic() + max_seconds
+    size = max(1, -(-len(records) // max(1, chunks)))
+    total: BatchResult | None = None
+    sending: asyncio.Future[None] | None = None
+    sent: BatchResult | None = None
+    start = 0
+    try:
+        while start < len(records):
+            part = records[start:start + size]
+            result = processor.process_batch(part, deadline=deadline)
+            start += result.processed
+            if sending is not None and sent is not None:
+                await sending
+                _deliver(partitions, sent)
+            sending, sent = asyncio.ensure_future(sender.send(result.outputs)), result
+            total = result if total is None else merge(total, result)
+            if result.processed < len(part):  # the deadline passed: the rest comes next
+                break
+        if sending is not None and sent is not None:
+            await sending
+            _deliver(partitions, sent)
+    except BaseException:
+        if sending is not None and not sending.done():
+            sending.cancel()
+            with contextlib.suppress(BaseException):
+                await sending
+        for partition in {record.partition for record in records}:
+            partitions.fail(partition)
+        raise
+    return total if total is not None else processor.process_batch(records)
