@@ -32,10 +32,14 @@ def send_probes(bootstrap: str, topic: str, partitions: int) -> dict[str, int]:
 def wait_for_probes(bootstrap: str, prefix: str, probes: dict[str, int],
                     timeout: float = 240) -> list[Prediction]:
     """All predictions, read once every probe has one (so everything before it has too)."""
-    def probes_done(records) -> bool:
-        seen = {orjson.loads(r.value)["event_id"] for r in records[-20_000:]}
-        return all(p in seen for p in probes) or probes.keys() <= {
-            orjson.loads(r.value)["event_id"] for r in records}
+    missing = set(probes)
+    read = 0
+
+    def probes_done(records) -> bool:  # each record parsed once, as it arrives
+        nonlocal read
+        missing.difference_update(orjson.loads(r.value)["event_id"] for r in records[read:])
+        read = len(records)
+        return not missing
     records = consume_until(bootstrap, f"{prefix}predictions", probes_done, timeout)
     return [Prediction.model_validate_json(r.value) for r in records]
 

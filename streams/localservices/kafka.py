@@ -137,8 +137,11 @@ class KafkaBroker:
         """The ``host:port`` clients bootstrap from."""
         return f"{HOST}:{self.port}"
 
-    def start(self, die_with_parent: bool, timeout: float = 60.0) -> str:
-        """Format storage, start the JVM and wait for metadata; return the cluster id."""
+    def start(self, die_with_parent: bool, timeout: float = 180.0) -> str:
+        """Format storage, start the JVM and wait for metadata; return the cluster id.
+
+        ``timeout`` (s) is a deadline, not a wait: on a loaded 2-core machine a JVM broker
+        can take a minute to answer, an idle one answers in seconds."""
         java = require_java()
         libs = ensure_jars()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +224,7 @@ class KafkaBroker:
                 time.sleep(0.1)  # polling the port with a deadline, not synchronising
                 continue
             try:
-                return cluster_id_of(self.bootstrap, timeout=2.0, **self.client_security())
+                return cluster_id_of(self.bootstrap, timeout=10.0, **self.client_security())
             except Exception as exc:
                 last_error = exc
                 time.sleep(0.2)
