@@ -24,12 +24,26 @@ _OWNERS = frozenset({"river", "learners"})
 _SKIP = (str, bytes, int, float, complex, bool, type(None), np.ndarray, np.generic, type)
 
 
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+def _plain(element: Any) -> bool:
+    """Whether ``element`` is what River keeps in sets: feature names, labels, tuples of them
+    (their repr is cheap, cannot fail and does not depend on hash order)."""
+    if type(element) is tuple:
+        return all(_plain(e) for e in element)
+    return type(element) in _PLAIN
+
+
 def _order_key(element: Any) -> tuple[str, str]:
-    """A total order over what River keeps in sets (feature names, labels, tuples of them)."""
     return type(element).__qualname__, repr(element)
 
 
 def _refill(items: set[Any]) -> None:
+    """Re-insert ``items`` in one order of their values; a set holding anything else (an
+    object whose repr could be costly, or fail on a corrupt state) is left as it is."""
+    if not all(_plain(e) for e in items):
+        return
     ordered = sorted(items, key=_order_key)
     items.clear()  # back to the smallest table, as a new set
     items.update(ordered)
@@ -51,7 +65,8 @@ def canonical_sets(model: Any) -> Any:
     of River's and Driftline's objects, dicts, lists, tuples and deques) in one order of its
     elements; return ``model``.
 
-    Elements keep their identity and each set its contents; only the layout changes.
+    Elements keep their identity and each set its contents; only the layout changes. Sets
+    of anything but strings, numbers, bytes, None and tuples of those are left alone.
     """
     seen: set[int] = set()
     stack = [model]

@@ -36,6 +36,17 @@ def test_sets_in_nested_containers_are_refilled_in_place():
     assert list(inner) == list(model.keys) == list(set([0, 11, 3]))  # in repr order
 
 
+def test_a_set_of_other_objects_is_left_as_it_is():
+    class Thing:
+        def __repr__(self):
+            raise AssertionError("repr is not called")
+
+    things = {Thing() for _ in range(5)}
+    order = list(things)
+    canonical_sets({"things": things})
+    assert list(things) == order
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.integers(-50, 50), st.text(max_size=3)), max_size=30))
 def test_round_trip_keeps_any_sets_order(elements):
