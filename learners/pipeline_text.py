@@ -36,6 +36,7 @@ from typing import Any
 from river import base
 
 from learners.exceptions import PipelineSyntaxError
+from learners.set_order import canonical_sets
 from schemas.constants import MAX_PIPELINE_CHARS
 
 MAX_STEPS = 64
@@ -90,7 +91,7 @@ def build_pipeline(text: str) -> Any:
             built = built | step
         except Exception as exc:
             raise PipelineSyntaxError(f"'{_src(node)}' cannot be chained: {exc}") from None
-    return built
+    return canonical_sets(built)  # laid out as a restored copy will be
 
 
 def pipeline_meaning(text: str) -> str:

@@ -39,6 +39,7 @@ import numpy as np
 
 from learners import safe_pickle_names
 from learners.exceptions import UnsupportedObject
+from learners.set_order import canonical_sets
 
 PROTOCOL = 5
 _MODULE = __name__
@@ -469,7 +470,8 @@ def loads(data: bytes, legacy: bool = False) -> Any:
     """
     unpickler = RestrictedUnpickler(io.BytesIO(data), buffers=())
     unpickler.legacy = legacy
-    return unpickler.load()
+    # pickle re-inserts a set's elements in iteration order, which can change that order
+    return canonical_sets(unpickler.load())
 
 
 def referenced_globals(data: bytes) -> set[tuple[str, str]]:

@@ -67,7 +67,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaService]:
             yield KafkaService(bootstrap, cluster_id_of(bootstrap))
         return
     broker = KafkaBroker.create(tmp_path_factory.mktemp("kafka"))
-    cluster_id = broker.start(die_with_parent=True)
+    cluster_id = broker.start(die_with_parent=True, quick_start=True)
     try:
         yield KafkaService(broker.bootstrap, cluster_id)
     finally:

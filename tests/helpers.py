@@ -18,15 +18,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``.
+
+    Between checks it pauses 50 ms, or twice what the last check took when that is more
+    (a check that opens a Kafka client then takes at most a third of one core from the
+    workers it waits for, on a 2-core machine)."""
     deadline = time.monotonic() + timeout
     while True:
+        began = time.monotonic()
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(min(max(0.05, 2 * (now - began)), 1.0, max(0.0, deadline - now)))
 
 
 def service_processes(under: str) -> list[int]:

@@ -1,8 +1,9 @@
 """Produce to and consume from the real broker in tests."""
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+import orjson
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from schemas.settings import Settings
@@ -53,6 +54,21 @@ def consume_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecor
         return asyncio.run(read_until(bootstrap, topic, done, timeout))
     except TimeoutError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def consume_until_ids(bootstrap: str, topic: str, event_ids: Iterable[str],
+                      timeout: float) -> list[ConsumerRecord]:
+    """Read ``topic`` (JSON values with an ``event_id``) from the start until every one of
+    ``event_ids`` arrived; fail after ``timeout``. Each record is parsed once."""
+    missing = set(event_ids)
+    read = 0
+
+    def done(records: list[ConsumerRecord]) -> bool:
+        nonlocal read
+        missing.difference_update(orjson.loads(r.value)["event_id"] for r in records[read:])
+        read = len(records)
+        return not missing
+    return consume_until(bootstrap, topic, done, timeout)
 
 
 def count(bootstrap: str, topic: str) -> int:

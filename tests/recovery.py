@@ -9,7 +9,7 @@ from river import linear_model, preprocessing
 from learners.learner import class_key
 from schemas.outputs import Prediction
 from streams.sources import synthetic_events
-from tests.kafka_tools import consume_until, produce
+from tests.kafka_tools import consume_until_ids, produce
 
 PROBES_PER_PARTITION = 40
 
@@ -32,11 +32,7 @@ def send_probes(bootstrap: str, topic: str, partitions: int) -> dict[str, int]:
 def wait_for_probes(bootstrap: str, prefix: str, probes: dict[str, int],
                     timeout: float = 240) -> list[Prediction]:
     """All predictions, read once every probe has one (so everything before it has too)."""
-    def probes_done(records) -> bool:
-        seen = {orjson.loads(r.value)["event_id"] for r in records[-20_000:]}
-        return all(p in seen for p in probes) or probes.keys() <= {
-            orjson.loads(r.value)["event_id"] for r in records}
-    records = consume_until(bootstrap, f"{prefix}predictions", probes_done, timeout)
+    records = consume_until_ids(bootstrap, f"{prefix}predictions", probes, timeout)
     return [Prediction.model_validate_json(r.value) for r in records]
 
 

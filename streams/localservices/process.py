@@ -89,7 +89,7 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group, wait up to ``timeout``, then SIGKILL it."""
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 30.0)):
             if not self.alive():
                 return
             try:

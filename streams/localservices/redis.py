@@ -55,7 +55,7 @@ class RedisServer:
             f"user {creds.redis_user} on >{creds.redis_password} ~* &* +@all", ""]))
         return [str(conf)]
 
-    def start(self, die_with_parent: bool, timeout: float = 20.0) -> None:
+    def start(self, die_with_parent: bool, timeout: float = 60.0) -> None:
         """Start the server and wait until it answers PING."""
         binary = require_executable("redis-server", _HINT)
         self.data_dir.mkdir(parents=True, exist_ok=True)

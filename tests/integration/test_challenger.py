@@ -17,7 +17,14 @@ from schemas.models_file import ModelsConfig
 from schemas.outputs import Prediction, Promotion
 from tests.helpers import wait_for
 from tests.integration.test_recovery import FAST_GROUP, metric
-from tests.kafka_tools import consume, consume_until, count, create_topic, produce
+from tests.kafka_tools import (
+    consume,
+    consume_until,
+    consume_until_ids,
+    count,
+    create_topic,
+    produce,
+)
 from tests.learners.test_challenger import DRIFT_AT, LINEAR, TREE, sea_then_xor
 
 MODEL = "m"
@@ -88,9 +95,8 @@ def test_promotion_survives_kill_9_and_serves_like_river_swapped_there(
     send(kafka.bootstrap, topic, probes, FIRST + SECOND, prefix="probe")
     second = start_worker(**env)
     probe_ids = {f"probe{i}" for i in range(FIRST + SECOND, FIRST + SECOND + PROBES)}
-    records = consume_until(
-        kafka.bootstrap, f"{topic_prefix}predictions",
-        lambda rs: probe_ids <= {orjson.loads(r.value)["event_id"] for r in rs}, timeout=240)
+    records = consume_until_ids(kafka.bootstrap, f"{topic_prefix}predictions", probe_ids,
+                                timeout=240)
     predictions = [Prediction.model_validate_json(r.value) for r in records]
     assert second.alive(), second.log()[-3000:]
     # One promotion: published once when the checkpoint covered it, else replayed by the

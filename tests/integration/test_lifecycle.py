@@ -1,4 +1,8 @@
-"""No java or redis-server outlives `services down` or an interrupted test run."""
+"""No java or redis-server outlives `services down` or an interrupted test run.
+
+Each step waits on a condition with a deadline generous enough for a loaded 2-core machine
+(starting a JVM broker there can take a minute); a passing run pays none of it.
+"""
 
 import os
 import signal
@@ -12,34 +16,37 @@ import redis
 from streams.localservices.kafka import cluster_id_of
 from tests.helpers import run_cli, service_processes, wait_for
 
+START = 300  # s: the CLI or an inner test run starting Kafka and redis-server
+STOP = 120  # s: their processes ending after `down` or the signal
+
 
 def test_services_up_status_down_leaves_nothing(tmp_path):
     env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run")}
     env.pop("DRIFTLINE_KAFKA_BOOTSTRAP", None)
     env.pop("DRIFTLINE_REDIS_URL", None)
-    up = run_cli("services", "up", env=env)
+    up = run_cli("services", "up", env=env, timeout=START)
     assert up.returncode == 0, up.stderr
     exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines())
     try:
-        assert len(cluster_id_of(exports["DRIFTLINE_KAFKA_BOOTSTRAP"])) == 22
-        client = redis.Redis.from_url(exports["DRIFTLINE_REDIS_URL"])
+        assert len(cluster_id_of(exports["DRIFTLINE_KAFKA_BOOTSTRAP"], timeout=30)) == 22
+        client = redis.Redis.from_url(exports["DRIFTLINE_REDIS_URL"], socket_timeout=30)
         assert client.ping()
         client.close()
-        status = run_cli("services", "status", env=env).stdout
-        assert status.count("running") == 2
-        wait_for(lambda: len(service_processes(str(tmp_path / "run"))) == 2, 60,
+        status = run_cli("services", "status", env=env, timeout=START)
+        assert status.stdout.count("running") == 2, status.stdout + status.stderr
+        wait_for(lambda: len(service_processes(str(tmp_path / "run"))) == 2, STOP,
                  "java and redis-server processes")
     finally:
-        down = run_cli("services", "down", env=env)
-    assert down.stdout.strip() == "stopped: kafka, redis"
-    wait_for(lambda: service_processes(str(tmp_path / "run")) == [], 60,
+        down = run_cli("services", "down", env=env, timeout=START)
+    assert down.stdout.strip() == "stopped: kafka, redis", down.stdout + down.stderr
+    wait_for(lambda: service_processes(str(tmp_path / "run")) == [], STOP,
              "the services' processes to end")
 
 
 def test_pointed_elsewhere_is_not_started(tmp_path, kafka, redis_server):
     env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run"),
            "DRIFTLINE_KAFKA_BOOTSTRAP": kafka.bootstrap, "DRIFTLINE_REDIS_URL": redis_server}
-    up = run_cli("services", "up", env=env)
+    up = run_cli("services", "up", env=env, timeout=START)
     assert up.returncode == 0, up.stderr
     assert f"export DRIFTLINE_KAFKA_BOOTSTRAP={kafka.bootstrap}" in up.stdout
     assert service_processes(str(tmp_path / "run")) == []
@@ -51,7 +58,7 @@ INNER_TEST = textwrap.dedent('''
 
     def test_hold(kafka, redis_server):
         Path(os.environ["READY_FILE"]).write_text(kafka.bootstrap)
-        threading.Event().wait(120)
+        threading.Event().wait(600)
 ''')
 
 
@@ -72,15 +79,15 @@ def test_interrupted_test_run_leaves_nothing(tmp_path, how):
              str(tmp_path / "test_inner.py")],
             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: ready.exists() or inner.poll() is not None, 120,
+        wait_for(lambda: ready.exists() or inner.poll() is not None, START,
                  "the inner run's services")
         assert ready.exists(), output.read_text()[-3000:]
         # java and redis-server; under load their process titles can show up late
-        wait_for(lambda: len(service_processes(str(basetemp))) == 2, 60,
+        wait_for(lambda: len(service_processes(str(basetemp))) == 2, STOP,
                  "the inner run's java and redis-server processes")
         inner.send_signal(how)
-        inner.wait(timeout=120)
-        wait_for(lambda: service_processes(str(basetemp)) == [], 60,
+        inner.wait(timeout=STOP)  # ctrl-c: pytest's teardown stops both (TERM, then KILL)
+        wait_for(lambda: service_processes(str(basetemp)) == [], STOP,
                  "services of the interrupted run to end")
     finally:
         inner.kill()

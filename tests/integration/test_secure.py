@@ -62,7 +62,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     creds = Credentials.create(base / "creds")
     broker = KafkaBroker.create(base / "kafka", credentials=creds)
     server = RedisServer.create(base / "redis", appendonly=True, credentials=creds)
-    broker.start(die_with_parent=True)
+    broker.start(die_with_parent=True, quick_start=True)
     try:
         server.start(die_with_parent=True)
         try:

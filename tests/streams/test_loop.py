@@ -93,6 +93,7 @@ class FakeStore:
         self.saved: dict[int, dict[str, tuple[int, bytes]]] = {}
         self.hold = False
         self.gate = asyncio.Event()
+        self.held = 0  # writes waiting at the gate
         self.restore_gate: asyncio.Event | None = None
 
     def where(self, partition, model):
@@ -100,6 +101,7 @@ class FakeStore:
 
     async def save(self, partition, blobs):
         if self.hold:
+            self.held += 1
             await self.gate.wait()
         self.saved.setdefault(partition, {}).update(blobs)
         return 0
@@ -182,11 +184,11 @@ def test_a_revocation_during_a_pending_write_commits_only_what_is_written():
         await assign(loop, 0)
         store.hold = True  # the background write hangs
         await loop.handle([loop_record(0, i) for i in range(4)])
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: store.held == 1)  # the background write reached Redis
         assert store.saved == {}
         revoke = asyncio.create_task(loop.rebalancer.on_partitions_revoked(
             [TopicPartition(TOPIC, 0)]))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: store.held == 2)  # and so did the revocation's flush
         assert consumer.commits == []  # nothing durable yet: nothing committed
         store.gate.set()  # Redis answers: the revocation's own flush and the pending write
         await revoke
