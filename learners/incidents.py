@@ -24,6 +24,7 @@ True
 """
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 #: Incidents kept per model (the newest by first event time); older ones are closed.
@@ -35,15 +36,25 @@ _DETECTION_FIELDS = ("partition", "offset", "signal", "feature", "detector", "ev
                      "event_time", "mean_before", "mean_after")
 
 
-def incident_id(model: str, partition: int, offset: int) -> str:
-    """The id of the incident whose first alert is (partition, offset) of ``model``.
+def incident_id(model: str, first: Mapping[str, Any]) -> str:
+    """The id of ``model``'s incident whose first alert is ``first`` (a detection: its
+    ``partition``, ``offset``, ``signal``, ``feature`` and ``event_time``): the same alert
+    always names the same incident, so a replay re-publishes under the same id, and two
+    different first alerts never share one (another signal of the same event, or the same
+    offset of a recreated topic at another time).
 
-    >>> incident_id("m", 0, 70) == incident_id("m", 0, 70) != incident_id("m", 1, 70)
+    >>> a = {"partition": 0, "offset": 70, "signal": "error", "feature": None,
+    ...      "event_time": 1_000}
+    >>> incident_id("m", a) == incident_id("m", dict(a)) != incident_id("m", {**a, "partition": 1})
     True
-    >>> len(incident_id("m", 0, 70))
+    >>> incident_id("m", a) != incident_id("m", {**a, "signal": "feature", "feature": "x"})
+    True
+    >>> len(incident_id("m", a))
     36
     """
-    return str(uuid.uuid5(_NAMESPACE, f"{model}\x00{partition}\x00{offset}"))
+    when = first.get("event_time")
+    name = "\x00".join(map(str, (model, *_key(first), None if when is None else float(when))))
+    return str(uuid.uuid5(_NAMESPACE, name))
 
 
 def _key(detection: dict[str, Any]) -> tuple[Any, ...]:
@@ -78,7 +89,7 @@ def absorb(incidents: list[dict[str, Any]], alert: dict[str, Any],
             home = incident
     if home is None:
         grown = {
-            "incident_id": incident_id(alert["model"], alert["partition"], alert["offset"]),
+            "incident_id": incident_id(alert["model"], alert),
             "model": alert["model"], "first_event_time": time, "last_event_time": time,
             "window_ms": window_ms, "partitions": [alert["partition"]],
             "signals": [alert["signal"]], "detections": [_detection(alert)],

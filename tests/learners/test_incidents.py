@@ -60,7 +60,7 @@ def test_every_distinct_alert_is_in_one_incident_anchored_within_the_window(aler
     assert len(listed) == len(set(listed))
     for incident in incidents:
         first = incident["detections"][0]
-        assert incident["incident_id"] == incident_id("m", first["partition"], first["offset"])
+        assert incident["incident_id"] == incident_id("m", first)
         assert incident["first_event_time"] == first["event_time"]
         for d in incident["detections"]:
             assert abs(d["event_time"] - incident["first_event_time"]) <= WINDOW
@@ -80,7 +80,7 @@ def test_alerts_of_one_change_on_many_partitions_are_one_incident(partitions, st
               for p in range(partitions)]
     incidents, published = run(alerts)
     assert len(incidents) == 1
-    assert {p["incident_id"] for p in published} == {incident_id("m", 0, alerts[0]["offset"])}
+    assert {p["incident_id"] for p in published} == {incident_id("m", alerts[0])}
     assert incidents[0]["partitions"] == list(range(partitions))
     assert [p["version"] for p in published] == list(range(1, partitions + 1))
 
@@ -103,6 +103,17 @@ def test_a_late_alert_joins_the_incident_of_its_own_time():
     assert [i["partitions"] for i in incidents] == [[0, 1, 3], [2]]
 
 
-def test_ids_depend_on_model_partition_and_offset_only():
-    ids = {incident_id(m, p, o) for m, p, o in itertools.product("ab", (0, 1), (5, 6))}
-    assert len(ids) == 8
+def test_ids_name_the_first_alert_whole():
+    ids = {incident_id(m, alert(p, o, t, s, f)) for m, p, o, t, (s, f) in itertools.product(
+        "ab", (0, 1), (5, 6), (0, 1), (("error", None), ("feature", "x"), ("feature", "y")))}
+    assert len(ids) == 2 * 2 * 2 * 2 * 3
+    assert incident_id("m", alert(0, 5, 0)) == incident_id("m", {**alert(0, 5, 0),
+                                                                  "mean_after": 0.9})
+
+
+def test_one_offset_seen_again_far_later_is_another_incident_with_another_id():
+    # the same partition and offset at another time (a recreated topic): two incidents
+    incidents, published = run([alert(0, 0, 0), alert(0, 0, 0), alert(0, 0, WINDOW + 1, "feature",
+                                                                     "x0")])
+    assert len(incidents) == 2 and len({i["incident_id"] for i in incidents}) == 2
+    assert [p["version"] for p in published] == [1, 1]
