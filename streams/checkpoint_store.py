@@ -264,7 +264,7 @@ class CheckpointStore:
                     break
                 try:
                     if least is not None and model in found.older and (
-                            checkpoint.read_header(blob, self.key)[0].offset < least):
+                            checkpoint.verify(blob, self.key)[0].offset < least):
                         continue  # an older one is in hand: do not unpickle another
                     header, learner = checkpoint.load(blob, self.where(partition, model),
                                                       self.key)
@@ -315,7 +315,7 @@ class CheckpointStore:
         out: list[Header | CheckpointError] = []
         for blob in await self.versions(partition, model):
             try:
-                out.append(checkpoint.read_header(blob, self.key)[0])
+                out.append(checkpoint.verify(blob, self.key)[0])
             except CheckpointError as exc:
                 out.append(exc)
         return out
@@ -340,7 +340,7 @@ class CheckpointStore:
         if len(blobs) <= steps:
             raise CheckpointError(f"model {model} partition {partition} has {len(blobs)} "
                                   f"versions; cannot roll back {steps}")
-        header, _ = checkpoint.read_header(blobs[steps], self.key)
+        header, _ = checkpoint.verify(blobs[steps], self.key)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.ltrim(self.versions_key(partition, model), steps, -1)
             pipe.hset(self.offsets_key(partition), model, header.offset)
