@@ -71,7 +71,8 @@ class Metrics:
         self.checkpoints = Counter("driftline_checkpoints_total", "Checkpoints written.",
                                    registry=r)
         self.checkpoint_failures = Counter("driftline_checkpoint_failures_total",
-                                           "Failed checkpoint writes (retried).", registry=r)
+                                           "Checkpoints that failed: a Redis write (retried) or a "
+                                           "snapshot child.", registry=r)
         self.checkpoint_rejected = Counter("driftline_checkpoints_rejected_total",
                                            "Checkpoints refused at restore.", ["reason"],
                                            registry=r)
