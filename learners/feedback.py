@@ -147,6 +147,9 @@ class Join:
     entry: PendingEntry
     label: Any
     feedback_offset: int
+    #: The feedback record's key and bytes (its dead letter, if the label is refused).
+    key: bytes | None = None
+    value: bytes = b""
 
 
 @dataclass(slots=True)
@@ -463,7 +466,8 @@ class PartitionFeedback:
         result.counts.update(counts)
         result.by_model.update({(model, k): n for k, n in counts.items()})
         if entry is not None and held is not None:
-            result.joins.append(Join(model, entry, held.label, held.offset))
+            result.joins.append(Join(model, entry, held.label, held.offset, held.key,
+                                     held.value))
         return result
 
     def feedback(self, model: str, event_id: str, label: Any,
@@ -476,7 +480,8 @@ class PartitionFeedback:
         result.by_model.update({(model, k): n for k, n in counts.items()})
         result.unmatched += [(model, held) for held in dropped]
         if entry is not None:
-            result.joins.append(Join(model, entry, label, received.offset))
+            result.joins.append(Join(model, entry, label, received.offset, received.key,
+                                     received.value))
         return result
 
 

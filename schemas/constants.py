@@ -23,6 +23,10 @@ MAX_FEATURES: Final = 10_000
 MAX_NAME_CHARS: Final = 128
 #: Outputs copy the input's key; a longer key makes the event a dead letter.
 MAX_KEY_BYTES: Final = 64 * 1024
+#: The largest feedback message (bytes): an event id, a model, a label of at most
+#: ``max_label_chars`` and a timestamp fit many times over; a larger one is ``too_large``
+#: (feedback waiting for its event is held in memory and in Redis, so its size is bounded).
+MAX_FEEDBACK_BYTES: Final = 64 * 1024
 #: Dead letters quote at most this much of the key.
 DEADLETTER_KEY_BYTES: Final = 1024
 

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     checkpoint_snapshot: Literal["fork", "inline"] = Field(
         "fork", description="Serialise snapshots in a forked child (the event loop and the "
                             "live learners untouched; Linux) or inline on the loop.")
+    checkpoint_snapshot_timeout: float = Field(
+        120.0, gt=0, description="Seconds a forked snapshot child may take before it is "
+                                 "killed and the snapshot counted as failed (retried at "
+                                 "the next checkpoint).")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How every Kafka client connects (Kafka's security.protocol).")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(

@@ -116,7 +116,13 @@ class Checkpointer:
         writes sealed for it are then lost, so the next write of each of its hashes is a
         full one."""
         try:
-            return await job.result()
+            limit = self.settings.checkpoint_snapshot_timeout
+            try:
+                return await asyncio.wait_for(job.result(), limit)
+            except TimeoutError:
+                job.cancel()
+                raise SnapshotFailed(f"snapshot child took longer than {limit:g} s "
+                                     "(checkpoint_snapshot_timeout); killed") from None
         except SnapshotFailed as exc:
             self.metrics.checkpoint_failures.inc()
             self.hashes.forget(job.taken.partition)

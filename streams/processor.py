@@ -195,7 +195,6 @@ class EventProcessor:
                     self._skip()
                     continue
                 try:
-                    self._tick(part, record, at, out)
                     self._one_feedback(record, part, at, out)
                 except Exception as exc:
                     self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [],
@@ -209,7 +208,6 @@ class EventProcessor:
                 self._skip()
                 continue
             try:
-                self._tick(part, record, at, out)
                 self._one(record, part, at, out)
             except Exception as exc:
                 self._dead(record, "internal_error", f"{type(exc).__name__}: {exc}", [], at, out)
@@ -221,7 +219,8 @@ class EventProcessor:
                            dict(tally.alerts), tuple(tally.origins_ms), dict(tally.promoted),
                            dict(tally.challenger_failed), last_feedback, dict(tally.feedback))
 
-    def _refused_bytes(self, record: Record, at: str, out: list[Output]) -> bool:
+    def _refused_bytes(self, record: Record, at: str, out: list[Output],
+                       limit: int = constants.MAX_EVENT_BYTES) -> bool:
         """Dead-letter a tombstone or an oversized key or message; True if it was one."""
         value = record.value
         if value is None:
@@ -230,9 +229,9 @@ class EventProcessor:
         elif record.key is not None and len(record.key) > constants.MAX_KEY_BYTES:
             self._dead(record, "too_large", f"key is {len(record.key)} bytes; the limit is "
                        f"{constants.MAX_KEY_BYTES}", [], at, out)
-        elif len(value) > constants.MAX_EVENT_BYTES:
+        elif len(value) > limit:
             self._dead(record, "too_large", f"message is {len(value)} bytes; the limit is "
-                       f"{constants.MAX_EVENT_BYTES}", [], at, out)
+                       f"{limit}", [], at, out)
         else:
             return False
         return True
@@ -240,7 +239,7 @@ class EventProcessor:
     def _one_feedback(self, record: Record, part: PartitionState, at: str,
                       out: list[Output]) -> None:
         """A record of the feedback topic: validate, then join (``learners/feedback.py``)."""
-        if self._refused_bytes(record, at, out):
+        if self._refused_bytes(record, at, out, constants.MAX_FEEDBACK_BYTES):
             return None
         assert record.value is not None
         try:
@@ -251,6 +250,7 @@ class EventProcessor:
             return self._dead(record, "unknown_model",
                               f"model '{fb.model}' is not configured; known models: "
                               f"{', '.join(sorted(self._known))}", [], at, out)
+        self._tick(part, record, at, out)
         if part.feedback_seen(fb.model, record.offset):
             return self._skip()
         learner = part.learner(fb.model)  # checkpointed with the model's pending store
@@ -258,15 +258,17 @@ class EventProcessor:
             learner.check_label(fb.label)
         except EventRefused as exc:
             return self._dead(record, exc.reason, f"model '{fb.model}': {exc}", [], at, out)
-        received = Received(record.offset, record.key, record.value, record.timestamp_ms)
+        received = Received(record.offset, record.key, record.value, _clock_ms(record))
         return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
                           part, record, at, out)
 
     def _tick(self, part: PartitionState, record: Record, at: str, out: list[Output]) -> None:
-        """Move the partition's event-time clock to ``record``'s timestamp; what that
-        expires is an output of ``record``. Nothing to expire without a store (labels
-        inline only): the clock just moves."""
-        feedback, ms = part.feedback, record.timestamp_ms
+        """Move the partition's event-time clock to ``record``'s timestamp (a valid record's,
+        and only a plausible time: after 2000, at most a day ahead of now — one record
+        stamped in 2286 must not expire every pending prediction); what that expires is
+        an output of ``record``. Nothing to expire without a store (labels inline only):
+        the clock just moves."""
+        feedback, ms = part.feedback, _clock_ms(record)
         if ms is None or ms <= feedback.watermark:
             return
         if feedback.stores:
@@ -293,9 +295,12 @@ class EventProcessor:
             entry = join.entry
             try:
                 step = learner.learn_late(entry.features, join.label, *entry.scored)
-            except (EventRefused, ModelError) as exc:
-                log.warning("late label of event %s not learned: %s", entry.event_id, exc,
-                            extra={"model": join.model, "partition": record.partition})
+            except (EventRefused, ModelError) as exc:  # the feedback is the dead letter
+                reason = exc.reason if isinstance(exc, EventRefused) else "model_error"
+                self._dead(Record(self._feedback, record.partition, join.feedback_offset,
+                                  join.key, join.value, None), reason,
+                           f"model '{join.model}' could not learn the label of event "
+                           f"'{entry.event_id}': {exc}", [], at, out)
                 continue
             if step.learned:
                 tally.learned[join.model] += 1
@@ -322,6 +327,7 @@ class EventProcessor:
             return self._dead(record, "unknown_model",
                               f"model '{event.model}' is not configured; known models: "
                               f"{', '.join(sorted(self._known))}", [], at, out)
+        self._tick(part, record, at, out)
         if part.model_seen(event.model, record.offset):
             return self._skip()
         learner = part.learner(event.model)
@@ -366,7 +372,7 @@ class EventProcessor:
                 # kept for its late label (learners/feedback.py)
                 self._late(part.feedback.scored(
                     event.model, event.event_id, record.offset, features,
-                    (step.prediction, step.proba), record.timestamp_ms), part, record, at, out)
+                    (step.prediction, step.proba), _clock_ms(record)), part, record, at, out)
         if step.learned:
             tally.learned[event.model] += 1
         if step.unhealthy is not None:
@@ -482,3 +488,10 @@ class EventProcessor:
                     extra={"partition": record.partition, "offset": record.offset})
         out.append(Output(self._deadletter, deadletter_key(record.key), dead_letter(
             record, error_type, message, details, self.settings.deadletter_max_bytes, at)))
+
+
+def _clock_ms(record: Record) -> int | None:
+    """``record``'s timestamp for the late-label clock: None unless plausible (after 2000,
+    at most a day ahead of now; :func:`schemas.event.plausible_ms`)."""
+    ms = record.timestamp_ms
+    return ms if ms is not None and plausible_ms(ms) else None

@@ -100,3 +100,42 @@ def test_late_labels_off_keeps_nothing_and_dead_letters_feedback_at_once():
     store = proc.partitions.get(0).feedback.store("m")
     assert not store.entries and not store.early
     assert proc.partitions.get(0).learners["m"].n_learned == 0
+
+
+def test_an_implausible_or_invalid_record_does_not_move_the_event_time_clock():
+    proc = processor()
+    proc.process_batch([event(0, "a", 1.0, T0)])
+    year_2286 = 10**13
+    result = proc.process_batch([
+        Record("d.feedback", 0, 0, b"k", b"garbage", T0 + 3_600_000),  # invalid, an hour on
+        feedback(1, "zz", True, year_2286),                            # valid, implausible time
+        Record("d.events", 0, 1, b"k", b"{not json", T0 + 3_600_000)])
+    assert result.feedback == {("m", "early"): 1}  # nothing expired
+    store = proc.partitions.get(0).feedback.store("m")
+    assert store.entries.keys() == {"a"}
+    assert proc.partitions.get(0).feedback.watermark == T0
+    late = proc.process_batch([feedback(2, "a", True, T0 + 1_000)])
+    assert late.feedback == {("m", "matched"): 1} and late.learned == {"m": 1}
+
+
+def test_a_label_refused_when_joined_is_a_dead_letter_of_its_feedback():
+    proc = processor(pipeline="preprocessing.StandardScaler() | "
+                              "linear_model.LogisticRegression()")
+    proc.process_batch([event(0, "a", 1.0, T0), event(1, "huge", 1e300, T0)])
+    result = proc.process_batch([feedback(0, "a", True, T0 + 1),
+                                 feedback(1, "huge", True, T0 + 2)])
+    dead = [orjson.loads(o.value) for o in result.outputs if o.topic == "d.deadletter"]
+    assert [d["error"]["type"] for d in dead] == ["model_error"]
+    assert orjson.loads(dead[0]["payload"]) == {"event_id": "huge", "model": "m",
+                                                "label": True}
+    assert "could not learn the label of event 'huge'" in dead[0]["error"]["message"]
+    assert result.feedback == {("m", "matched"): 2} and result.learned == {"m": 1}
+
+
+def test_feedback_larger_than_its_limit_is_too_large():
+    proc = processor()
+    big = orjson.dumps({"event_id": "a", "model": "m", "label": True, "pad": "x" * 70_000})
+    result = proc.process_batch([Record("d.feedback", 0, 0, b"k", big, T0)])
+    dead = [orjson.loads(o.value) for o in result.outputs]
+    assert [d["error"]["type"] for d in dead] == ["too_large"]
+    assert not proc.partitions.get(0).feedback.store("m").early

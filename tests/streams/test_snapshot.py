@@ -230,3 +230,27 @@ def test_a_snapshot_awaited_by_a_cancelled_writer_kills_and_reaps_its_child():
     assert forked._reaped and forked._read == -1
     with pytest.raises(ChildProcessError):
         os.waitpid(forked.pid, os.WNOHANG)
+
+
+def test_a_hung_child_is_killed_after_the_snapshot_timeout_and_counted():
+    from streams.checkpointer import SnapshotJob
+
+    stream = list(events("classification", 10))
+    state, _ = partition_with(stream, 5)
+    cp = Checkpointer(Store(), Settings(checkpoint_key=KEY, checkpoint_snapshot_timeout=0.5),
+                      Metrics())
+    taken = state.snapshot(lambda name, learner, offset: b"", 0.0)
+
+    async def go():
+        job = SnapshotJob(taken, Forked(lambda: time.sleep(60) or b"late"))
+        started = time.monotonic()
+        snap = await cp._taken(job)
+        await reaped()
+        return job, snap, time.monotonic() - started
+
+    job, snap, took = asyncio.run(go())
+    assert snap is None and took < 10
+    assert cp.metrics.checkpoint_failures._value.get() == 1
+    assert job.forked._reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(job.forked.pid, os.WNOHANG)
