@@ -61,6 +61,11 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
         f"{settings.app_id}-worker",
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=faust_credentials(settings),  # the incidents agent's clients
+        # The incidents agent's group: a worker killed with -9 leaves a member that only
+        # its session timeout removes; with Faust's default (60 s) its restart waited ~54 s
+        # for that rebalance before scoring began. Same timeouts as the scoring consumer.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,

@@ -126,6 +126,9 @@ class Restored:
     older: dict[str, tuple[int, Learner, str]] = field(default_factory=dict)
     #: Models in ``older`` whose newer versions were there but refused (corrupt).
     fallback: set[str] = field(default_factory=set)
+    #: Models restored from an older version because ``driftline checkpoints rollback``
+    #: asked for it.
+    rolled_back: set[str] = field(default_factory=set)
     #: Late labels: the ``feedback`` header object of each restored model that has one
     #: (of its ``older`` version while no newer one is taken).
     feedback: dict[str, dict] = field(default_factory=dict)

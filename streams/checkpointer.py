@@ -314,6 +314,7 @@ class Checkpointer:
                             named[model].offset, extra={"partition": partition, "model": model})
                 found.learners[model] = (offset, learner)
                 found.digests[model] = digest
+                found.rolled_back.add(model)
                 continue
             self.metrics.checkpoint_rejected.labels(reason="older").inc()
             self.unusable(partition, model, f"its newest checkpoint (offset {offset}) is older "

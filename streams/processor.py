@@ -283,11 +283,14 @@ class EventProcessor:
         tally = self._tally
         for model, held in result.unmatched:
             tally.dead["unmatched_feedback"] += 1
+            why = (f"no prediction of model '{model}' for event '{held.event_id}' within the "
+                   "grace time (unknown, expired or evicted)")
+            if not self.registry.config.models[model].feedback_max_pending:
+                why = (f"model '{model}' takes no late labels (feedback_max_pending = 0): "
+                       f"the label of event '{held.event_id}' is not learned")
             out.append(Output(self._deadletter, deadletter_key(held.key), dead_letter(
                 Record(self._feedback, record.partition, held.offset, held.key, held.value,
-                       None), "unmatched_feedback",
-                f"no prediction of model '{model}' for event '{held.event_id}' within the "
-                "grace time (unknown, expired or evicted)", [],
+                       None), "unmatched_feedback", why, [],
                 self.settings.deadletter_max_bytes, at)))
         tally.feedback.update(result.by_model)
         for join in result.joins:

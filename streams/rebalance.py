@@ -216,14 +216,21 @@ class Rebalancer(ConsumerRebalanceListener):
         """The feedback topic's committed offset must be covered by each restored model's
         checkpoint (a commit never runs ahead of a written checkpoint; an older checkpoint
         would learn the labels between them twice or never): otherwise the model is
-        unusable (stop, or start afresh by ``DRIFTLINE_CHECKPOINT_UNVERIFIABLE``)."""
+        unusable (stop, or start afresh by ``DRIFTLINE_CHECKPOINT_UNVERIFIABLE``). A model
+        rolled back on request, or falling back past a corrupt newer version, is older on
+        purpose: its labels are read again from just after its checkpoint, like its events."""
         assert self.checkpointer is not None
         committed = fb_position.committed
         if committed is None:
             return
         for model in list(found.learners):
             covered = fb_offsets.get(model, -1)
-            if committed - 1 > covered:
+            if committed - 1 > covered and model in found.rolled_back | found.fallback:
+                log.warning("partition %s model %s: reading the feedback topic again from "
+                            "offset %s (its checkpoint is older than the commit on purpose)",
+                            partition, model, covered + 1,
+                            extra={"partition": partition, "model": model})
+            elif committed - 1 > covered:
                 self.metrics.checkpoint_rejected.labels(reason="older").inc()
                 del found.learners[model]
                 self.checkpointer.unusable(

@@ -44,10 +44,10 @@ def test_the_feedback_commit_names_the_checkpoint_that_covers_it():
     assert by_topic == {"t.events": (1, named), "t.feedback": (2, named)}
 
 
-def check(policy: str, committed: int | None, covered: dict[str, int]):
+def check(policy: str, committed: int | None, covered: dict[str, int], **why: set[str]):
     loop, _consumer, _sender, _store, cp = make_loop(checkpoint_unverifiable=policy)
     registry = loop.processor.registry
-    found = Restored()
+    found = Restored(**why)
     for name in ModelsConfig.default().models:
         found.learners[name] = (5, Learner.from_spec(registry.config.models[name], 100))
     loop.rebalancer._check_feedback_commit(0, found, covered,
@@ -70,3 +70,13 @@ def test_a_checkpoint_behind_the_committed_feedback_offset_is_unusable():
     assert found.learners == {}
     assert b'driftline_checkpoint_fresh_starts_total{model="default"} 1.0' in rendered
     assert b'driftline_checkpoints_rejected_total{reason="older"} 1.0' in rendered
+
+
+@pytest.mark.parametrize("why", ["rolled_back", "fallback"])
+def test_a_model_older_on_purpose_reads_its_labels_again(why):
+    # `driftline checkpoints rollback` asked for it, or the newer versions were corrupt:
+    # the model resumes, and the feedback topic is read from just after its checkpoint
+    found, rendered = check("stop", committed=8, covered={"default": 3},
+                            **{why: {"default"}})
+    assert list(found.learners) == ["default"]
+    assert b'driftline_checkpoints_rejected_total{reason="older"} 1.0' not in rendered

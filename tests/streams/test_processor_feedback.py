@@ -96,6 +96,8 @@ def test_late_labels_off_keeps_nothing_and_dead_letters_feedback_at_once():
     dead = [orjson.loads(o.value) for o in result.outputs[1:]]
     assert [d["error"]["type"] for d in dead] == ["unmatched_feedback"] * 2
     assert [orjson.loads(d["payload"])["event_id"] for d in dead] == ["a", "early"]
+    assert all("takes no late labels (feedback_max_pending = 0)" in d["error"]["message"]
+               for d in dead)
     assert result.feedback == {("m", "unmatched"): 2}
     store = proc.partitions.get(0).feedback.store("m")
     assert not store.entries and not store.early
