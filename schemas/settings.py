@@ -76,9 +76,11 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(1_000, gt=0, description="Checkpoint every N learned events.")
     checkpoint_interval: float = Field(5.0, gt=0, description="... or every T seconds.")
     checkpoint_keep: int = Field(5, gt=0, description="Checkpoint versions kept per model.")
-    checkpoint_snapshot: Literal["fork", "inline"] = Field(
-        "fork", description="Serialise snapshots in a forked child (the event loop and the "
-                            "live learners untouched; Linux) or inline on the loop.")
+    checkpoint_snapshot: Literal["auto", "fork", "inline"] = Field(
+        "auto", description="Serialise snapshots in a forked child (the event loop and the "
+                            "live learners untouched; Linux), inline on the loop, or `auto`: "
+                            "forked once a partition's checkpoint is large (256 KiB stored), "
+                            "inline while it is small (a fork costs more than a small pickle).")
     checkpoint_snapshot_timeout: float = Field(
         120.0, gt=0, description="Seconds a forked snapshot child may take before it is "
                                  "killed and the snapshot counted as failed (retried at "

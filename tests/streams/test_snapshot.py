@@ -254,3 +254,24 @@ def test_a_hung_child_is_killed_after_the_snapshot_timeout_and_counted():
     assert job.forked._reaped
     with pytest.raises(ChildProcessError):
         os.waitpid(job.forked.pid, os.WNOHANG)
+
+
+def test_auto_pickles_a_small_checkpoint_inline_and_forks_once_it_is_large(monkeypatch):
+    from streams import checkpointer as module
+
+    stream = list(events("classification", 30))
+    state, _ = partition_with(stream, 10)
+    cp = checkpointer("auto")
+
+    async def snap():
+        job = cp.snapshot(state, 0.0)
+        return job, await cp._taken(job)
+
+    job, first = asyncio.run(snap())
+    assert job.forked is None and first.blobs["default"][1]  # small: inline
+    monkeypatch.setattr(module, "FORK_MIN_BYTES", len(first.blobs["default"][1]))
+    job, second = asyncio.run(snap())
+    assert job.forked is not None  # as large as the threshold: forked
+    header, restored = checkpoint.load(second.blobs["default"][1],
+                                       Store().where(0, "default"), KEY.encode())
+    assert header.offset == 9 and restored.n_learned == 10
