@@ -60,7 +60,8 @@ def test_every_output_sent_once_in_order_and_delivered_only_after_its_ack(n, chu
     proc = processor()
     batch = records(n, (0, 1) if two else (0,))
     sender = RecordingSender(proc)
-    result = asyncio.run(process_and_publish(batch, proc, sender, 60.0, chunks=chunks))
+    result = asyncio.run(process_and_publish(batch, proc, sender, 60.0, chunks=chunks,
+                                               min_split=1))
     assert result.processed == n
     assert [o.value for o in sender.acked] == [o.value for o in result.outputs]
     assert len(result.outputs) == n and result.scored == {"default": n}
@@ -79,7 +80,7 @@ def test_a_failed_first_part_fails_the_partitions_and_delivers_nothing():
     proc = processor()
     sender = RecordingSender(proc, fail_at=1)
     with pytest.raises(RuntimeError, match="broker said no"):
-        asyncio.run(process_and_publish(records(10), proc, sender, 60.0, chunks=2))
+        asyncio.run(process_and_publish(records(10), proc, sender, 60.0, chunks=2, min_split=1))
     assert proc.partitions.get(0) is None  # learners reflected undelivered events
     assert sender.acked == []
 
@@ -89,6 +90,17 @@ def test_a_failed_second_part_keeps_nothing_past_the_first():
     state = proc.partitions.get(0)
     sender = RecordingSender(proc, fail_at=2)
     with pytest.raises(RuntimeError):
-        asyncio.run(process_and_publish(records(10), proc, sender, 60.0, chunks=2))
+        asyncio.run(process_and_publish(records(10), proc, sender, 60.0, chunks=2, min_split=1))
     assert state.delivered == 4  # the first part's five events, acknowledged
     assert proc.partitions.get(0) is None
+
+
+def test_a_small_slice_is_sent_in_one_part_and_a_large_one_in_two():
+    proc = processor()
+    sender = RecordingSender(proc)
+    asyncio.run(process_and_publish(records(10), proc, sender, 60.0, chunks=2))
+    assert [size for size, _ in sender.calls] == [10]
+    proc = processor()
+    sender = RecordingSender(proc)
+    asyncio.run(process_and_publish(records(300), proc, sender, 60.0, chunks=2))
+    assert [size for size, _ in sender.calls] == [150, 150]
