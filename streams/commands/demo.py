@@ -47,7 +47,8 @@ def demo(
                                 "synthetic, two known drifts; the others: real data River "
                                 "ships, no download)."),
     out: Path = typer.Option(None, help="Folder for demo.png, summary.json and the worker's "
-                             "log [default: ~/.cache/driftline/demo]."),
+                             "log (default: ~/.cache/driftline/demo; DRIFTLINE_CACHE_DIR "
+                             "moves it)."),
     keep_services: bool = typer.Option(False, "--keep-services", help="Leave Kafka and Redis "
                                        "running (as `driftline services up` does)."),
     no_services: bool = typer.Option(False, "--no-services", help="Use the running Kafka and "
