@@ -478,7 +478,8 @@ class EventProcessor:
             {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
             for e in errors[:_MAX_DETAILS]]
         return self._dead(record, "invalid_event",
-                          f"event does not match the schema ({len(errors)} errors)",
+                          f"event does not match the schema ({len(errors)} error"
+                          f"{'' if len(errors) == 1 else 's'})",
                           details, at, out)
 
     def _skip(self) -> None:

@@ -47,7 +47,8 @@ def demo(
                                 "synthetic, two known drifts; the others: real data River "
                                 "ships, no download)."),
     out: Path = typer.Option(None, help="Folder for demo.png, summary.json and the worker's "
-                             "log [default: ~/.cache/driftline/demo]."),
+                             "log (default: ~/.cache/driftline/demo; DRIFTLINE_CACHE_DIR "
+                             "moves it)."),
     keep_services: bool = typer.Option(False, "--keep-services", help="Leave Kafka and Redis "
                                        "running (as `driftline services up` does)."),
     no_services: bool = typer.Option(False, "--no-services", help="Use the running Kafka and "
@@ -104,8 +105,13 @@ def demo(
                 asyncio.run(runner.run(settings, messages(stream, names, bad, label_delay), rate,
                                        state,
                                        view, worker))
+            models_seen = state.stats.models
+            matched = {m: models_seen[m].feedback.get("matched", 0) if m in models_seen
+                       else None for m in names}
             summary = summarize(stream, state.tracker, dict(Counter(m.reason for m in bad)),
-                                total, time.monotonic() - state.started)
+                                total, time.monotonic() - state.started, partitions=partitions,
+                                label_delay=label_delay, labels_sent=state.labels_sent,
+                                labels_matched=matched)
             window = max(50, len(stream.rows) // 100)
             png = plot.draw(out / "demo.png", state.tracker, stream.drifts, actions,
                             f"Driftline demo: {stream.description}", window)

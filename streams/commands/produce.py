@@ -116,6 +116,7 @@ def produce(
             yield settings.topic(suffix), message
 
     asyncio.run(send_messages(settings, counted(), rate, total, progress))
-    typer.echo(", ".join(f"sent {counts[suffix]} messages to {settings.topic(suffix)}"
+    typer.echo(", ".join(f"sent {counts[suffix]} message{'' if counts[suffix] == 1 else 's'} "
+                         f"to {settings.topic(suffix)}"
                          for suffix in (constants.EVENTS, constants.FEEDBACK) if counts[suffix])
                or "sent nothing")

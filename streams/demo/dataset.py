@@ -2,12 +2,14 @@
 event per row and model, and a few malformed messages of different kinds.
 
 The synthetic default is River's SEA generator whose concept changes abruptly twice:
-variant 0 (label: x0 + x1 <= 8), then variant 3 (<= 9.5) from a third of the stream,
+variant 0 (label: x0 + x1 > 8), then variant 3 (> 9.5) from a third of the stream,
 then variant 0 again from two thirds.
 
 >>> s = load("sea", 9, seed=1)
 >>> len(s.rows), s.drifts, sorted(s.rows[0][0])
 (9, (3, 6), ['x0', 'x1', 'x2'])
+>>> [(x["x0"] + x["x1"] > t) == y for (x, y), t in zip(s.rows, [8] * 3 + [9.5] * 3 + [8] * 3)]
+[True, True, True, True, True, True, True, True, True]
 >>> load("phishing", 100, seed=1).drifts
 ()
 >>> [m.reason for m in malformed(["a"], binary=True)][:3]
@@ -73,7 +75,7 @@ def sea(n: int, seed: int) -> DemoStream:
     lengths = (drifts[0], drifts[1] - drifts[0], n - drifts[1])
     rows = [(_named(x), y) for concept, length in zip(concepts, lengths, strict=True)
             for x, y in itertools.islice(concept, length)]
-    return DemoStream("sea", "River SEA, concept x0 + x1 <= 8, then <= 9.5, then <= 8 again",
+    return DemoStream("sea", "River SEA, label x0 + x1 > 8, then > 9.5, then > 8 again",
                       rows, drifts, multiclass=False)
 
 

@@ -7,9 +7,10 @@
 (15, 7)
 >>> parse_models(stats, {"reset": {"0": {"version": 40, "resets": 1,
 ...     "checkpoint": {"offset": 38, "age_seconds": 0.5}}}}).models["reset"]
-ModelStats(version=40, resets=1, checkpoint_offsets={'0': 38})
+ModelStats(version=40, resets=1, checkpoint_offsets={'0': 38}, feedback={})
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 @dataclass(frozen=True)
 class ModelStats:
-    """One model summed over partitions: events learned, resets, checkpointed offsets."""
+    """One model summed over partitions: events learned, resets, checkpointed offsets,
+    and late-label outcome totals (``matched``, ``early``, ... ; empty without late labels)."""
 
     version: int
     resets: int
     checkpoint_offsets: dict[str, int]
+    feedback: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,24 @@ def parse_metrics(text: str) -> WorkerStats:
 
 
 def parse_models(stats: WorkerStats, body: dict[str, Any]) -> WorkerStats:
-    """``stats`` with the per-model figures of ``/models`` added."""
+    """``stats`` with the per-model figures of ``/models`` added.
+
+    >>> part = {"version": 5, "resets": 0, "checkpoint": None,
+    ...         "feedback": {"totals": {"matched": 4, "early": 1}}}
+    >>> parse_models(WorkerStats(), {"m": {"0": part, "1": part}}).models["m"].feedback
+    {'matched': 8, 'early': 2}
+    """
     models = {}
     for name, partitions in body.items():
+        feedback: Counter[str] = Counter()
+        for p in partitions.values():
+            feedback.update((p.get("feedback") or {}).get("totals") or {})
         models[name] = ModelStats(
             version=sum(p["version"] for p in partitions.values()),
             resets=sum(p["resets"] for p in partitions.values()),
             checkpoint_offsets={k: p["checkpoint"]["offset"] for k, p in partitions.items()
-                                if p.get("checkpoint")})
+                                if p.get("checkpoint")},
+            feedback=dict(feedback))
     return WorkerStats(stats.lag, stats.checkpoints, models)
 
 

@@ -75,6 +75,7 @@ async def _send(settings: Settings, messages: Iterable[Message], rate: float,
             pending.append(await producer.send(settings.topic(message.topic), message.value,
                                                key=message.key))
             events += message.topic == constants.EVENTS
+            state.labels_sent += message.topic == constants.FEEDBACK
             if message.row is not None and message.row != last_row:
                 last_row, rows = message.row, rows + 1
                 ahead = rows / rate - (loop.time() - start) if rate > 0 else 0.0

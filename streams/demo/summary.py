@@ -4,8 +4,8 @@ Pure: computed from the stream sent and the :class:`~streams.demo.tracker.Tracke
 
 Alerts are per (model, partition): each partition has its own learner and ADWIN, so with
 P partitions one change raises up to P alerts. Each model's alerts are therefore grouped
-per true drift: those whose event lies within ``window`` rows after the change (and
-before the next one) detect it; the first gives the detection delay.
+per true drift: those whose event lies within :func:`alert_window` rows after the change
+(and before the next one) detect it; the first gives the detection delay.
 
 >>> from streams.demo.tracker import AlertSeen
 >>> a = AlertSeen("m", 0, 130, 130, "reset", 0.01, 0.2)
@@ -22,6 +22,32 @@ from rich.table import Table
 
 from streams.demo.dataset import DemoStream
 from streams.demo.tracker import AlertSeen, Tracker
+
+
+def base_window(n: int) -> int:
+    """Events one learner needs to notice a change: ADWIN, then 400 events to confirm a
+    rise (at least 1,000; 4 % of a long stream). Also the span of the accuracy before /
+    after each change.
+
+    >>> base_window(15_000), base_window(50_000)
+    (1000, 2000)
+    """
+    return max(1000, n // 25)
+
+
+def alert_window(n: int, partitions: int = 1, label_delay: int = 0) -> int:
+    """Stream rows after a true change within which an alert is taken to detect it.
+
+    Derivation: each (model, partition) learner needs about :func:`base_window` of *its
+    own* events to alert. Rows are spread over ``partitions`` partitions, so those are
+    ``base_window * partitions`` stream rows. With late labels a row's error is only known
+    when its label comes, ``label_delay`` stream rows later, so every alert comes that
+    much later still.
+
+    >>> alert_window(15_000), alert_window(15_000, partitions=3, label_delay=300)
+    (1000, 3300)
+    """
+    return base_window(n) * partitions + label_delay
 
 
 def detection(alert: AlertSeen, drifts: tuple[int, ...], window: int) -> tuple[int, int] | None:
@@ -55,12 +81,22 @@ class DriftReport:
 
 @dataclass
 class Summary:
-    """Everything the demo reports at the end (also written as JSON)."""
+    """Everything the demo reports at the end (also written as JSON).
+
+    ``events_sent``: messages sent to the events topic (rows x models, plus the malformed
+    ones); ``labels_sent``: late labels sent to the feedback topic (0 without
+    ``--label-delay``); ``labels_matched``: per model, the feedback the worker joined with
+    its prediction (its ``/models`` feedback totals, None if it did not say). ``window``:
+    events of accuracy before / after each change; ``alert_window``: see
+    :func:`alert_window`.
+    """
 
     dataset: str
     rows: int
     models: list[str]
-    messages_sent: int
+    events_sent: int
+    labels_sent: int
+    labels_matched: dict[str, int | None]
     malformed_sent: dict[str, int]
     predictions: dict[str, int]
     deadletters: dict[str, int]
@@ -68,6 +104,7 @@ class Summary:
     drifts: list[DriftReport]
     other_alerts: list[dict[str, Any]]
     window: int
+    alert_window: int
     seconds: float
     png: str = ""
 
@@ -77,17 +114,21 @@ class Summary:
 
 
 def summarize(stream: DemoStream, tracker: Tracker, malformed_sent: dict[str, int],
-              messages_sent: int, seconds: float) -> Summary:
-    """Compare what came out with what was sent."""
+              events_sent: int, seconds: float, partitions: int = 1, label_delay: int = 0,
+              labels_sent: int = 0, labels_matched: dict[str, int | None] | None = None,
+              ) -> Summary:
+    """Compare what came out with what was sent (``partitions`` and ``label_delay`` as
+    given to the demo: they widen :func:`alert_window`)."""
     n = len(stream.rows)
-    window = max(1000, n // 25)  # ADWIN, then 400 events to confirm a rise
+    window = base_window(n)
+    within = alert_window(n, partitions, label_delay)
     drifts = [DriftReport(row=d) for d in stream.drifts]
     other: list[dict[str, Any]] = []
     for model in tracker.models:
         correct = tracker.correct[model]
         for k, report in enumerate(drifts):
             mine = [a for a in tracker.alerts if a.model == model
-                    and (hit := detection(a, stream.drifts, window)) and hit[0] == k]
+                    and (hit := detection(a, stream.drifts, within)) and hit[0] == k]
             first = min(mine, key=lambda a: a.row, default=None)
             report.alerts[model] = len(mine)
             report.first_offset[model] = None if first is None else \
@@ -96,15 +137,18 @@ def summarize(stream: DemoStream, tracker: Tracker, malformed_sent: dict[str, in
             report.before[model] = accuracy(correct, report.row - window, report.row)
             report.after[model] = accuracy(correct, report.row, report.row + window)
     for a in sorted(tracker.alerts, key=lambda a: a.row):
-        if detection(a, stream.drifts, window) is None:
+        if detection(a, stream.drifts, within) is None:
             other.append({"model": a.model, "partition": a.partition, "offset": a.offset,
                           "row": a.row, "action": a.action})
     return Summary(
-        dataset=stream.name, rows=n, models=list(tracker.models), messages_sent=messages_sent,
-        malformed_sent=malformed_sent, predictions=dict(tracker.predictions),
+        dataset=stream.name, rows=n, models=list(tracker.models), events_sent=events_sent,
+        labels_sent=labels_sent,
+        labels_matched=(labels_matched or dict.fromkeys(tracker.models)) if labels_sent
+        else {}, malformed_sent=malformed_sent, predictions=dict(tracker.predictions),
         deadletters=dict(tracker.deadletters),
         accuracy={m: accuracy(tracker.correct[m], 0, n) for m in tracker.models},
-        drifts=drifts, other_alerts=other, window=window, seconds=seconds)
+        drifts=drifts, other_alerts=other, window=window, alert_window=within,
+        seconds=seconds)
 
 
 def _pct(value: float | None) -> str:
@@ -125,6 +169,13 @@ def tables(summary: Summary) -> list[Table]:
         counts.add_row(f"  {model}", f"{summary.rows:,}",
                        f"{summary.predictions.get(model, 0):,} predictions, accuracy "
                        f"{_pct(summary.accuracy.get(model))}")
+    if summary.labels_sent:
+        matched = [v for v in summary.labels_matched.values() if v is not None]
+        counts.add_row("late labels (feedback topic)", f"{summary.labels_sent:,}",
+                       f"{sum(matched):,} matched" if matched else "-")
+        for model in summary.models:
+            got = summary.labels_matched.get(model)
+            counts.add_row(f"  {model}", "", "-" if got is None else f"{got:,} matched")
     reasons = sorted(set(summary.malformed_sent) | set(summary.deadletters))
     counts.add_row("malformed messages", f"{sum(summary.malformed_sent.values())}",
                    f"{sum(summary.deadletters.values())} dead letters")
@@ -136,8 +187,8 @@ def tables(summary: Summary) -> list[Table]:
                    "saw a change)" if alerts else "none")
     out = [counts]
     if summary.drifts:
-        drifts = Table(title=f"true drifts: alerts within {summary.window:,} events after each "
-                             f"change; accuracy over {summary.window:,} events before / after",
+        drifts = Table(title=f"true drifts: alerts within {summary.alert_window:,} events after "
+                             f"each change; accuracy over {summary.window:,} events before / after",
                        title_justify="left",
                        caption="partition alerts: each (model, partition) has its own learner "
                                "and ADWIN, so one change can raise one alert per partition",

@@ -100,6 +100,7 @@ class RunState:
     tracker: Tracker
     started: float
     sent: int = 0
+    labels_sent: int = 0  # late labels sent to the feedback topic
     sending_done: bool = False
     drifts: tuple[int, ...] = ()
     stats: WorkerStats = field(default_factory=WorkerStats)

@@ -65,7 +65,7 @@ def test_short_demo_reports_exactly_what_was_sent(tmp_path):
 
     summary = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())
     bad = Counter(m.reason for m in malformed(["reset", "keep"], binary=True))
-    assert summary["messages_sent"] == 2 * n + sum(bad.values())
+    assert summary["events_sent"] == 2 * n + sum(bad.values())
     assert summary["predictions"] == {"reset": n, "keep": n}
     assert summary["malformed_sent"] == dict(bad)
     assert summary["deadletters"] == dict(bad)
@@ -74,12 +74,13 @@ def test_short_demo_reports_exactly_what_was_sent(tmp_path):
     stream = load("sea", n, seed=42)
     expected = expected_run("sea", n)
     assert [d["row"] for d in summary["drifts"]] == list(stream.drifts) == [1666, 3333]
-    window = summary["window"]
+    window, within = summary["window"], summary["alert_window"]
+    assert summary["labels_sent"] == 0 and summary["labels_matched"] == {}
     for k, report in enumerate(summary["drifts"]):
         for model, (alerts, correct) in expected.items():
             assert report["alerts"][model] <= 1  # one partition: one alert per change at most
             mine = [r for r in alerts if detection(AlertSeen(model, 0, r, r, "", 0, 0),
-                                                  stream.drifts, window) == (k, r - report["row"])]
+                                                  stream.drifts, within) == (k, r - report["row"])]
             assert report["alerts"][model] == len(mine)
             assert report["delay"][model] == (mine[0] - report["row"] if mine else None)
             assert report["before"][model] == accuracy(correct, report["row"] - window,

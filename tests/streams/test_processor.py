@@ -162,3 +162,11 @@ def test_records_of_a_partition_not_active_here_are_refused(processor):
     processor.partitions.revoke(1)
     with pytest.raises(KeyError, match="partition 1 is not active"):
         processor.process_batch([rec(0, event(0), partition=1)])
+
+
+def test_schema_error_count_is_spelled_singular_or_plural(processor):
+    one = processor.process([rec(0, {"event_id": "e", "model": "clf"})])
+    two = processor.process([rec(1, {"model": "clf"})])
+    messages = [DeadLetter.model_validate_json(o[0].value).error.message for o in (one, two)]
+    assert messages == ["event does not match the schema (1 error)",
+                        "event does not match the schema (2 errors)"]
