@@ -17,7 +17,7 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.commands.access import check_kafka
-from streams.kafka_clients import make_producer
+from streams.kafka_clients import ensure_topics, make_producer
 from streams.sources import (
     feedback_file,
     file_events,
@@ -131,6 +131,8 @@ def produce(
 
 async def _produce(settings: Settings, messages: Iterable[tuple[str, dict[str, Any]]],
                    rate: float, total: int | None, show_progress: bool) -> int:
-    """Check Kafka answers, then send."""
+    """Check Kafka answers, create the worker's topics that do not exist yet (so the broker
+    does not auto-create them with its default partition count), then send."""
     await check_kafka(settings)
+    await ensure_topics(settings)
     return await send_messages(settings, messages, rate, total, show_progress)
