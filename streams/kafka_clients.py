@@ -13,14 +13,13 @@ client starts and closes it.
 ('all', 1)
 """
 
-import contextlib
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from schemas import constants
 from schemas.exceptions import ConfigError
@@ -119,12 +118,39 @@ async def create_topics(settings: Settings, partitions: dict[str, int],
         wanted = [NewTopic(name, count, replication,
                            topic_configs=(configs or {}).get(name, default))
                   for name, count in partitions.items() if name not in existing]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
-                await admin.create_topics(wanted)
-        return [topic.name for topic in wanted]
+        if not wanted:
+            return []
+        response = await admin.create_topics(wanted)
+        return created_names(response.topic_errors)
     finally:
         await admin.close()
+
+
+def created_names(topic_errors: list[tuple[Any, ...]]) -> list[str]:
+    """The topics a CreateTopics response says were created; one that already exists
+    (another worker, or ``driftline produce``, was faster) is not named.
+
+    ``topic_errors``: (topic, error code[, message]) tuples of the response.
+
+    >>> created_names([("d.events", 0), ("d.feedback", 36, "exists")])
+    ['d.events']
+    >>> created_names([("d.events", 37, "bad count")])
+    Traceback (most recent call last):
+    ...
+    schemas.exceptions.ConfigError: cannot create topic d.events: InvalidPartitionsError (bad count)
+
+    Raises:
+        ConfigError: the broker refused to create a topic for another reason.
+    """
+    created = []
+    for topic, code, *message in topic_errors:
+        if code == 0:
+            created.append(topic)
+        elif code != TopicAlreadyExistsError.errno:
+            detail = f" ({message[0]})" if message and message[0] else ""
+            raise ConfigError(f"cannot create topic {topic}: "
+                              f"{for_code(code).__name__}{detail}")
+    return created
 
 
 async def ensure_topics(settings: Settings) -> None:

@@ -27,6 +27,7 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
+from streams.commands.access import check_kafka, check_redis
 from streams.config import load_models
 from streams.kafka_clients import make_reader
 from streams.redis_client import make_redis
@@ -42,6 +43,7 @@ def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
         settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None)
 
     async def go() -> T:
+        await check_redis(settings)
         client = make_redis(settings, socket_timeout=5.0, socket_connect_timeout=5.0)
         try:
             store = CheckpointStore(client, key, settings.checkpoint_keep, settings.app_id,
@@ -164,9 +166,10 @@ def import_(file: Path, model: str, partition: int,
 
 
 async def _end_offset(settings: Settings, partition: int) -> int:
+    await check_kafka(settings)
     consumer = make_reader(settings)
-    await consumer.start()
     try:
+        await consumer.start()
         tp = TopicPartition(settings.topic(constants.EVENTS), partition)
         return int((await consumer.end_offsets([tp]))[tp])
     finally:

@@ -2,6 +2,7 @@
 and late labels to the feedback topic (a JSONL file, or labels withheld and sent later)."""
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -15,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
-from streams.kafka_clients import make_producer
+from streams.commands.access import check_kafka
+from streams.kafka_clients import ensure_topics, make_producer
 from streams.sources import (
     feedback_file,
     file_events,
@@ -42,7 +44,6 @@ async def send_messages(settings: Settings, messages: Iterable[tuple[str, dict[s
     """Send (topic, message) pairs in order, keyed by ``event_id`` (so feedback lands on
     its event's partition); ``rate`` messages/s (0: as fast as possible)."""
     producer = make_producer(settings, client_id=f"{settings.app_id}-produce", linger_ms=5)
-    await producer.start()
     sent = 0
     start = time.monotonic()
     pending: list[asyncio.Future[Any]] = []
@@ -50,6 +51,7 @@ async def send_messages(settings: Settings, messages: Iterable[tuple[str, dict[s
     with Progress(*columns, disable=not show_progress) as progress:
         bar = progress.add_task("messages", total=total)
         try:
+            await producer.start()
             for topic, message in messages:
                 pending.append(await producer.send(topic, orjson.dumps(message),
                                                    key=_key(message)))
@@ -115,8 +117,23 @@ def produce(
             counts[suffix] += 1
             yield settings.topic(suffix), message
 
-    asyncio.run(send_messages(settings, counted(), rate, total, progress))
+    stream = counted()
+    try:  # the first message checks the arguments and opens the file, before connecting
+        first = next(stream, None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    if first is not None:
+        asyncio.run(_produce(settings, itertools.chain([first], stream), rate, total, progress))
     typer.echo(", ".join(f"sent {counts[suffix]} message{'' if counts[suffix] == 1 else 's'} "
                          f"to {settings.topic(suffix)}"
                          for suffix in (constants.EVENTS, constants.FEEDBACK) if counts[suffix])
                or "sent nothing")
+
+
+async def _produce(settings: Settings, messages: Iterable[tuple[str, dict[str, Any]]],
+                   rate: float, total: int | None, show_progress: bool) -> int:
+    """Check Kafka answers, create the worker's topics that do not exist yet (so the broker
+    does not auto-create them with its default partition count), then send."""
+    await check_kafka(settings)
+    await ensure_topics(settings)
+    return await send_messages(settings, messages, rate, total, show_progress)

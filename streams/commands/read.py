@@ -8,6 +8,7 @@ import typer
 from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
+from streams.commands.access import check_kafka
 from streams.kafka_security import kafka_security_kwargs
 from streams.topic_reader import follow
 
@@ -30,6 +31,7 @@ def read(
 
 
 async def _read(settings: Settings, topic: str, n: int, idle: float) -> None:
+    await check_kafka(settings)
     loop = asyncio.get_running_loop()
     printed, last = 0, loop.time()
     batches = follow(settings.kafka_bootstrap, [topic], timeout=30.0,

@@ -3,7 +3,9 @@
 The processes outlive the command that started them; their pids and
 addresses are kept in ``run_dir()/services.json`` so that ``down`` works
 from another shell. A service the user points elsewhere
-(``DRIFTLINE_KAFKA_BOOTSTRAP``, ``DRIFTLINE_REDIS_URL``) is not started.
+(``DRIFTLINE_KAFKA_BOOTSTRAP``, ``DRIFTLINE_REDIS_URL``) is not started; the
+addresses ``up`` printed itself are not "elsewhere", so ``up`` is idempotent in a shell
+that evaluated its exports.
 
 >>> Addresses(kafka_bootstrap="127.0.0.1:9092", redis_url="redis://127.0.0.1:6379/0").as_env()
 {'DRIFTLINE_KAFKA_BOOTSTRAP': '127.0.0.1:9092', 'DRIFTLINE_REDIS_URL': 'redis://127.0.0.1:6379/0'}
@@ -84,12 +86,8 @@ def up(kafka_port: int | None = None, redis_port: int | None = None,
     """
     state = {name: entry for name, entry in _read_state().items() if _alive(entry)}
     base = run_dir()
-    kafka = os.environ.get(KAFKA_ENV)
-    redis_url = os.environ.get(REDIS_ENV)
-    if kafka:
-        state.pop("kafka", None)
-    if redis_url:
-        state.pop("redis", None)
+    kafka = _pointed_elsewhere(state, "kafka", KAFKA_ENV)
+    redis_url = _pointed_elsewhere(state, "redis", REDIS_ENV)
     creds = _credentials(state, secure)
     if not kafka and "kafka" not in state:
         shutil.rmtree(base / "kafka", ignore_errors=True)
@@ -109,6 +107,21 @@ def up(kafka_port: int | None = None, redis_port: int | None = None,
     security = creds.env(kafka=not kafka, redis=not redis_url) if creds else {}
     return Addresses(kafka_bootstrap=kafka or str(state["kafka"]["address"]),
                      redis_url=redis_url or str(state["redis"]["address"]), security=security)
+
+
+def _pointed_elsewhere(state: dict[str, dict[str, object]], name: str, env: str) -> str | None:
+    """The address in ``env`` when it is not that of the running service ``up`` started.
+
+    The exports ``up`` printed point at its own services: seeing them again (the README's
+    ``eval "$(driftline services up)"`` run twice in one shell) is no reason to forget
+    those services, and the services keep being recorded either way so ``down`` stops them.
+
+    >>> _pointed_elsewhere({"kafka": {"address": "127.0.0.1:9092"}}, "kafka", "UNSET_VAR")
+    """
+    pointed = os.environ.get(env)
+    if not pointed or (name in state and state[name].get("address") == pointed):
+        return None
+    return pointed
 
 
 def _write_state(state: dict[str, dict[str, object]]) -> None:

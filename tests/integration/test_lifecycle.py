@@ -4,6 +4,7 @@ Each step waits on a condition with a deadline generous enough for a loaded 2-co
 (starting a JVM broker there can take a minute); a passing run pays none of it.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,34 @@ def test_services_up_status_down_leaves_nothing(tmp_path):
     assert down.stdout.strip() == "stopped: kafka, redis", down.stdout + down.stderr
     wait_for(lambda: service_processes(str(tmp_path / "run")) == [], STOP,
              "the services' processes to end")
+
+
+def test_up_again_with_its_own_exports_reuses_and_keeps_recording(tmp_path):
+    """`eval "$(driftline services up)"` twice in one shell: one Kafka, one Redis, both
+    still stopped by `down` (the second `up` used to forget them and start a second pair)."""
+    run = str(tmp_path / "run")
+    env = {**os.environ, "DRIFTLINE_RUN_DIR": run}
+    env.pop("DRIFTLINE_KAFKA_BOOTSTRAP", None)
+    env.pop("DRIFTLINE_REDIS_URL", None)
+    first = run_cli("services", "up", env=env, timeout=START)
+    assert first.returncode == 0, first.stderr
+    exports = dict(line.removeprefix("export ").split("=", 1)
+                   for line in first.stdout.splitlines())
+    try:
+        pids = {name: entry["pid"] for name, entry in
+                json.loads((tmp_path / "run" / "services.json").read_text()).items()}
+        assert sorted(pids) == ["kafka", "redis"]
+        for _ in range(2):
+            again = run_cli("services", "up", env={**env, **exports}, timeout=START)
+            assert again.returncode == 0, again.stderr
+            assert again.stdout == first.stdout
+            state = json.loads((tmp_path / "run" / "services.json").read_text())
+            assert {name: entry["pid"] for name, entry in state.items()} == pids
+        assert len(service_processes(run)) == 2
+    finally:
+        down = run_cli("services", "down", env={**env, **exports}, timeout=START)
+    assert down.stdout.strip() == "stopped: kafka, redis", down.stdout + down.stderr
+    wait_for(lambda: service_processes(run) == [], STOP, "the services' processes to end")
 
 
 def test_pointed_elsewhere_is_not_started(tmp_path, kafka, redis_server):

@@ -1,6 +1,9 @@
 """Missing tools and taken ports end in one clear line and exit code 1."""
 
+import os
 import socket
+
+import pytest
 
 from tests.helpers import bin_dir_with, env_with_path, run_cli
 
@@ -35,3 +38,59 @@ def test_taken_port_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"driftline: port {port} for kafka is already in use; choose another port"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _unreachable_env(tmp_path, port: int) -> dict[str, str]:
+    """Kafka and Redis both pointed at a loopback port nothing listens on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update(DRIFTLINE_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
+               DRIFTLINE_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+               DRIFTLINE_CHECKPOINT_KEY="cli-errors-test-checkpoint-key-of-32-bytes",
+               DRIFTLINE_DATA_DIR=str(tmp_path / "data"))
+    return env
+
+
+@pytest.mark.parametrize("args", [("produce", "--synthetic", "sea", "--n", "5"),
+                                  ("read", "predictions")])
+def test_unreachable_kafka_is_one_line(tmp_path, args):
+    port = _closed_port()
+    result = run_cli(*args, env=_unreachable_env(tmp_path, port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"driftline: cannot reach Kafka at 127.0.0.1:{port} with "
+                               "DRIFTLINE_KAFKA_SECURITY_PROTOCOL=PLAINTEXT ("), lines
+
+
+def test_unreachable_redis_is_one_line(tmp_path):
+    port = _closed_port()
+    result = run_cli("checkpoints", "list", env=_unreachable_env(tmp_path, port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"driftline: cannot reach Redis at redis://127.0.0.1:{port}: "), lines
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--feedback", "{tmp}/missing.jsonl"),
+     "driftline: cannot read {tmp}/missing.jsonl: No such file or directory"),
+    (("--file", "{tmp}/missing.csv"),
+     "driftline: cannot read {tmp}/missing.csv: No such file or directory"),
+    (("--synthetic", "sea", "--label-delay", "5000:50"),
+     "driftline: label delay 5000:50: need 0 <= MIN <= MAX"),
+    (("--synthetic", "nope"),
+     "driftline: unknown synthetic stream 'nope'; choose from sea, agrawal"),
+])
+def test_produce_arguments_are_checked_before_connecting(tmp_path, args, expected):
+    """Kafka is unreachable: the argument's error, not the connection's, is what shows."""
+    argv = [arg.format(tmp=tmp_path) for arg in args]
+    result = run_cli("produce", *argv, env=_unreachable_env(tmp_path, _closed_port()))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [expected.format(tmp=tmp_path)]
