@@ -247,9 +247,7 @@ class EventProcessor:
         except ValidationError as exc:
             return self._invalid(record, exc, at, out)
         if fb.model not in self._known:
-            return self._dead(record, "unknown_model",
-                              f"model '{fb.model}' is not configured; known models: "
-                              f"{', '.join(sorted(self._known))}", [], at, out)
+            return self._unknown_model(record, fb.model, at, out)
         self._tick(part, record, at, out)
         if part.feedback_seen(fb.model, record.offset):
             return self._skip()
@@ -261,6 +259,11 @@ class EventProcessor:
         received = Received(record.offset, record.key, record.value, _clock_ms(record))
         return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
                           part, record, at, out)
+
+    def _unknown_model(self, record: Record, model: str, at: str, out: list[Output]) -> None:
+        """Dead-letter a record (event or feedback) that names a model not configured."""
+        self._dead(record, "unknown_model", f"model '{model}' is not configured; known "
+                   f"models: {', '.join(sorted(self._known))}", [], at, out)
 
     def _tick(self, part: PartitionState, record: Record, at: str, out: list[Output]) -> None:
         """Move the partition's event-time clock to ``record``'s timestamp (a valid record's,
@@ -327,9 +330,7 @@ class EventProcessor:
         except ValidationError as exc:
             return self._invalid(record, exc, at, out)
         if event.model not in self._known:
-            return self._dead(record, "unknown_model",
-                              f"model '{event.model}' is not configured; known models: "
-                              f"{', '.join(sorted(self._known))}", [], at, out)
+            return self._unknown_model(record, event.model, at, out)
         self._tick(part, record, at, out)
         if part.model_seen(event.model, record.offset):
             return self._skip()
