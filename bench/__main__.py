@@ -8,11 +8,13 @@ Every target of issue 16 is printed and written with met / not met.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -65,9 +67,10 @@ def wait_ready(settings: dict[str, str], worker: WorkerProcess, timeout: float =
         raise RuntimeError(f"worker not ready: {worker.log()[-500:]}")
 
 
-def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
-    """Start a worker, warm it up, then measure at ``rate``."""
-    prefix = env.prefix(f"latency{rate}")
+@contextlib.contextmanager
+def ready_worker(env: runs.Env, name: str) -> Iterator[tuple[str, WorkerProcess]]:
+    """A worker on fresh one-partition topics of its own prefix, ready; stopped after."""
+    prefix = env.prefix(name)
     asyncio.run(create_topics(env.bootstrap, {f"{prefix}{t}": 1 for t in
                                               ("events", "predictions", "alerts",
                                                "deadletter")}))
@@ -75,27 +78,24 @@ def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
     worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
     try:
         wait_ready(settings, worker)
-        return asyncio.run(measure_latency(env.bootstrap, prefix, rate, seconds,
-                                           warmup=min(1000, rate)))
+        yield prefix, worker
     finally:
         worker.stop()
+
+
+def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
+    """Start a worker, warm it up, then measure at ``rate``."""
+    with ready_worker(env, f"latency{rate}") as (prefix, _):
+        return asyncio.run(measure_latency(env.bootstrap, prefix, rate, seconds,
+                                           warmup=min(1000, rate)))
 
 
 def soak_run(env: runs.Env, rate: int, seconds: float) -> dict[str, object]:
     """A worker fed ``rate`` events/s for ``seconds``; its RSS every 10 s and the slope."""
-    prefix = env.prefix(f"soak{rate}")
-    asyncio.run(create_topics(env.bootstrap, {f"{prefix}{t}": 1 for t in
-                                              ("events", "predictions", "alerts",
-                                               "deadletter")}))
-    settings = worker_env(env.bootstrap, env.redis_url, prefix, env.tmp / prefix)
-    worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
-    try:
+    with ready_worker(env, f"soak{rate}") as (prefix, worker):
         assert worker.proc is not None
-        wait_ready(settings, worker)
         return asyncio.run(soak.offer(env.bootstrap, f"{prefix}events", rate, seconds,
                                       worker.proc.pid))
-    finally:
-        worker.stop()
 
 
 def previous_results() -> dict[str, object] | None:

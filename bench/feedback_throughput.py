@@ -36,9 +36,7 @@ import orjson
 from bench import measure
 from bench.report import REPORT, splice
 from bench.runs import Env
-from bench.workload import create_topics, make_events
-from schemas.settings import Settings
-from streams.kafka_clients import make_producer
+from bench.workload import create_topics, make_events, send_all
 from streams.localservices.kafka import KafkaBroker
 from streams.localservices.redis import RedisServer
 from streams.localservices.workers import WorkerProcess, worker_env
@@ -73,20 +71,9 @@ def plans(n: int, delay: tuple[int, int], seed: int = 7) -> tuple[Plan, Plan]:
 
 
 async def _send(bootstrap: str, prefix: str, plan: Plan) -> None:
-    producer = make_producer(Settings(kafka_bootstrap=bootstrap), linger_ms=20,
-                             enable_idempotence=False, max_request_size=1048576)
-    await producer.start()
-    try:
-        pending = []
-        for suffix, key, value, at in plan:
-            pending.append(await producer.send(f"{prefix}{suffix}", value, key=key,
-                                               partition=0, timestamp_ms=at))
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    await send_all(bootstrap, ({"topic": f"{prefix}{suffix}", "value": value, "key": key,
+                                "partition": 0, "timestamp_ms": at}
+                               for suffix, key, value, at in plan))
 
 
 def _models(port: str) -> dict[str, Any]:

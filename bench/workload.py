@@ -2,6 +2,8 @@
 
 import asyncio
 import random
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -34,13 +36,20 @@ async def create_topics(bootstrap: str, names: dict[str, int],
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     """Send ``values`` keyed by their index, as fast as the broker takes them."""
+    await send_all(bootstrap, ({"topic": topic, "value": value, "key": str(i).encode()}
+                               for i, value in enumerate(values)))
+
+
+async def send_all(bootstrap: str, messages: Iterable[dict[str, Any]]) -> None:
+    """Send each message (``AIOKafkaProducer.send`` keyword arguments) in order, as fast as
+    the broker takes them: acknowledgements awaited 5,000 at a time."""
     producer = make_producer(Settings(kafka_bootstrap=bootstrap), linger_ms=20,
                              enable_idempotence=False, max_request_size=1048576)
     await producer.start()
     try:
         pending = []
-        for i, value in enumerate(values):
-            pending.append(await producer.send(topic, value, key=str(i).encode()))
+        for message in messages:
+            pending.append(await producer.send(**message))
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
                 pending.clear()
