@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from learners.drift import watched_signal
 from learners.feedback import OUTCOMES
+from streams.batch_histogram import BatchHistogram
 
 if TYPE_CHECKING:
     from streams.processor import BatchResult
@@ -53,10 +54,9 @@ class Metrics:
         self.batch = Histogram("driftline_batch_seconds",
                                "Time from a batch consumed to its outputs acknowledged.",
                                buckets=_LATENCY_BUCKETS, registry=r)
-        self.latency = Histogram("driftline_end_to_end_latency_seconds",
-                                 "Event timestamp (else the Kafka record's) to prediction "
-                                 "acknowledged.",
-                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.latency = BatchHistogram("driftline_end_to_end_latency_seconds",
+                                      "Event timestamp (else the Kafka record's) to "
+                                      "prediction acknowledged.", _LATENCY_BUCKETS, r)
         self.model_metric = Gauge("driftline_model_metric", "Current metric value.",
                                   ["model", "partition", "metric"], registry=r)
         self.adwin_width = Gauge("driftline_adwin_width", "ADWIN window length.",
@@ -182,8 +182,9 @@ class Metrics:
             self.consumed.inc(result.processed)
             self.batch.observe(seconds)
             self.processing.observe(seconds / result.processed)
-        for origin in result.origins_ms:
-            self.latency.observe(max(0.0, now_ms - origin) / 1000.0)
+        if result.origins_ms:  # one per event: observed as a batch
+            self.latency.observe_many([max(0.0, now_ms - origin) / 1000.0
+                                       for origin in result.origins_ms])
         for model, n in result.scored.items():
             self.scored.labels(model=model).inc(n)
             self.predictions.labels(model=model).inc(n)
