@@ -152,6 +152,7 @@ class EventProcessor:
         self._feedback = settings.topic(constants.FEEDBACK)
         self._known = set(registry.names)
         self._tally = _Tally()
+        self._now_ms = time.time() * 1000.0
 
     def partition(self, partition: int) -> PartitionState:
         """The active state of ``partition``, assigned and started fresh if this processor
@@ -177,6 +178,7 @@ class EventProcessor:
             KeyError: a record of a partition that is not active here (a caller bug).
         """
         at = at or utc_now()
+        self._now_ms = time.time() * 1000.0  # "now" of the plausibility checks, per batch
         out: list[Output] = []
         tally = self._tally = _Tally()
         last: dict[int, int] = {}
@@ -256,7 +258,7 @@ class EventProcessor:
             learner.check_label(fb.label)
         except EventRefused as exc:
             return self._dead(record, exc.reason, f"model '{fb.model}': {exc}", [], at, out)
-        received = Received(record.offset, record.key, record.value, _clock_ms(record))
+        received = Received(record.offset, record.key, record.value, self._clock_ms(record))
         return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
                           part, record, at, out)
 
@@ -271,7 +273,7 @@ class EventProcessor:
         stamped in 2286 must not expire every pending prediction); what that expires is
         an output of ``record``. Nothing to expire without a store (labels inline only):
         the clock just moves."""
-        feedback, ms = part.feedback, _clock_ms(record)
+        feedback, ms = part.feedback, self._clock_ms(record)
         if ms is None or ms <= feedback.watermark:
             return
         if feedback.stores:
@@ -368,7 +370,7 @@ class EventProcessor:
                        f"bytes; the limit is {self.settings.output_max_bytes}{learned}",
                        [], at, out)
         else:
-            if origin is not None and plausible_ms(origin):
+            if origin is not None and plausible_ms(origin, self._now_ms):
                 tally.origins_ms.append(origin)
             tally.scored[event.model] += 1
             out.append(Output(self._predictions, record.key, prediction))
@@ -376,7 +378,7 @@ class EventProcessor:
                 # kept for its late label (learners/feedback.py)
                 self._late(part.feedback.scored(
                     event.model, event.event_id, record.offset, features,
-                    (step.prediction, step.proba), _clock_ms(record)), part, record, at, out)
+                    (step.prediction, step.proba), self._clock_ms(record)), part, record, at, out)
         if step.learned:
             tally.learned[event.model] += 1
         if step.unhealthy is not None:
@@ -483,6 +485,12 @@ class EventProcessor:
                           f"{'' if len(errors) == 1 else 's'})",
                           details, at, out)
 
+    def _clock_ms(self, record: Record) -> int | None:
+        """``record``'s timestamp for the late-label clock: None unless plausible (after
+        2000, at most a day ahead of the batch's start; :func:`schemas.event.plausible_ms`)."""
+        ms = record.timestamp_ms
+        return ms if ms is not None and plausible_ms(ms, self._now_ms) else None
+
     def _skip(self) -> None:
         self._tally.skipped += 1
 
@@ -494,9 +502,3 @@ class EventProcessor:
         out.append(Output(self._deadletter, deadletter_key(record.key), dead_letter(
             record, error_type, message, details, self.settings.deadletter_max_bytes, at)))
 
-
-def _clock_ms(record: Record) -> int | None:
-    """``record``'s timestamp for the late-label clock: None unless plausible (after 2000,
-    at most a day ahead of now; :func:`schemas.event.plausible_ms`)."""
-    ms = record.timestamp_ms
-    return ms if ms is not None and plausible_ms(ms) else None
