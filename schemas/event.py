@@ -24,9 +24,8 @@ import math
 import sys
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -140,84 +139,3 @@ class Event(BaseModel):
         if isinstance(self.timestamp, datetime):
             return self.timestamp.timestamp() * 1000.0
         return epoch_ms(self.timestamp)
-
-
-#: orjson reads an integer literal beyond 64 bits as a float, pydantic as an int: a float
-#: this large may have been such a literal, so it is left to pydantic.
-_EXACT_FLOAT = 2.0 ** 63
-_SCALARS = frozenset({bool, int, float, str})
-
-
-def _plain_number(value: Any) -> bool:
-    """True for a value both parsers read alike: a bool, a str, an int, or a float under
-    2**63 in magnitude (orjson already refuses NaN, Infinity and overflowing literals)."""
-    kind = type(value)
-    return kind in _SCALARS and (kind is not float or -_EXACT_FLOAT < value < _EXACT_FLOAT)
-
-
-def _fast(raw: bytes) -> Event | None:
-    """The :class:`Event` ``raw`` holds, built without pydantic's validator when it has the
-    common shape — names within their limits, scalar features, a scalar label, a numeric
-    timestamp or none; None for anything else (pydantic decides those)."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if type(data) is not dict:
-        return None
-    event_id, model, features = data.get("event_id"), data.get("model"), data.get("features")
-    if (type(event_id) is not str or type(model) is not str or type(features) is not dict
-            or not 0 < len(event_id) <= MAX_NAME_CHARS or not 0 < len(model) <= MAX_NAME_CHARS
-            or not 0 < len(features) <= MAX_FEATURES):
-        return None
-    for name, value in features.items():
-        if not 0 < len(name) <= MAX_NAME_CHARS or (value is not None
-                                                   and not _plain_number(value)):
-            return None
-    label, timestamp = data.get("label"), data.get("timestamp")
-    if label is not None and not _plain_number(label):
-        return None
-    if timestamp is not None and (type(timestamp) not in (int, float)
-                                  or not _plain_number(timestamp)):
-        return None
-    fields_set = {"event_id", "model", "features"}
-    fields_set.update(key for key in ("label", "timestamp") if key in data)
-    # what BaseModel.model_construct does, without its per-field default handling
-    event = Event.__new__(Event)
-    object.__setattr__(event, "__dict__", {"event_id": event_id, "model": model,
-                                           "features": features, "label": label,
-                                           "timestamp": timestamp})
-    object.__setattr__(event, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(event, "__pydantic_extra__", None)
-    object.__setattr__(event, "__pydantic_private__", None)
-    try:
-        event._finite_and_plausible()
-    except ValueError:
-        return None
-    return event
-
-
-def parse_event(raw: bytes) -> Event:
-    """The event in one message's bytes: equal to ``Event.model_validate_json(raw)``.
-
-    The hot path: an event of the common shape is parsed with orjson and checked by the
-    same rules (about 3x faster than pydantic's JSON validation for the bench's events);
-    anything else, and every invalid event, goes through pydantic, so errors are
-    pydantic's. One difference: a feature named twice takes its last value (as orjson and
-    most JSON parsers do; RFC 8259 leaves duplicate names undefined), where pydantic also
-    validates the earlier value and may refuse the event.
-
-    Raises:
-        pydantic.ValidationError: the bytes are not a valid event.
-
-    >>> parse_event(b'{"event_id": "e1", "model": "m", "features": {"x": 1.5}, "label": 1}')
-    Event(event_id='e1', model='m', features={'x': 1.5}, label=1, timestamp=None)
-    >>> from pydantic import ValidationError
-    >>> try:
-    ...     parse_event(b'{"event_id": "e1", "model": "m", "features": {}}')
-    ... except ValidationError as exc:
-    ...     exc.errors()[0]["type"]
-    'too_short'
-    """
-    event = _fast(raw)
-    return event if event is not None else Event.model_validate_json(raw)

@@ -40,7 +40,7 @@ from learners.feedback import FeedbackResult, Received
 from learners.partition_state import Partitions, PartitionState
 from learners.registry import ModelRegistry
 from schemas import constants
-from schemas.event import Event, parse_event, plausible_ms
+from schemas.event import Event, plausible_ms
 from schemas.feedback import Feedback
 from schemas.settings import Settings
 from streams.deadletter import dead_letter, deadletter_key
@@ -328,7 +328,7 @@ class EventProcessor:
         value = record.value
         assert value is not None
         try:
-            event = parse_event(value)
+            event = Event.model_validate_json(value)
         except ValidationError as exc:
             return self._invalid(record, exc, at, out)
         if event.model not in self._known:
