@@ -22,7 +22,7 @@ watermarks and positions in.
 """
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from streams.records import Record
 
@@ -43,9 +43,14 @@ class Merger:
     def add(self, records: Iterable[Record]) -> None:
         """Buffer fetched records (each topic-partition's in offset order)."""
         for record in records:
-            where = (record.topic, record.partition)
-            self._buffers.setdefault(where, deque()).append(record)
-            self._next[where] = record.offset + 1
+            self.extend(record.topic, record.partition, (record,))
+
+    def extend(self, topic: str, partition: int, records: Sequence[Record]) -> None:
+        """Buffer fetched records of one topic-partition, in offset order."""
+        if records:
+            where = (topic, partition)
+            self._buffers.setdefault(where, deque()).extend(records)
+            self._next[where] = records[-1].offset + 1
 
     def reset(self, partition: int, positions: dict[str, int | None] | None = None) -> None:
         """``partition`` was (re)assigned, revoked or sought: drop its buffers. Its

@@ -135,9 +135,7 @@ class ScoringLoop:
                         raise
                     await self._skip_undecodable(bad)
                     continue
-                records = await self._merged(
-                    [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-                     for messages in batch.values() for m in messages])
+                records = await self._merged(batch)
             if records:
                 await self.handle(records)
             if self.committer.commit_due():
@@ -145,11 +143,14 @@ class ScoringLoop:
                     self.committer.checkpoint_due()
                     await self.committer.commit()
 
-    async def _merged(self, fetched: list[Record]) -> list[Record]:
-        """The fetched records merged with those held back, in merge order (see
-        :mod:`streams.merge`); what cannot be ordered yet stays held."""
+    async def _merged(self, fetched: dict[TopicPartition, list[Any]]) -> list[Record]:
+        """The fetched records (by topic-partition) merged with those held back, in merge
+        order (see :mod:`streams.merge`); what cannot be ordered yet stays held."""
         merger = self.merger
-        merger.add(fetched)
+        for tp, messages in fetched.items():
+            merger.extend(tp.topic, tp.partition, [
+                Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                for m in messages])
         for topic, partition in merger.unknown():
             if self.partitions.active(partition) is None:
                 continue
@@ -168,7 +169,10 @@ class ScoringLoop:
         async with self.lock:
             if self.fatal is not None:
                 return
-            records = [r for r in records if self.partitions.active(r.partition) is not None]
+            gone = {p for p in {r.partition for r in records}
+                    if self.partitions.active(p) is None}
+            if gone:  # revoked or failed meanwhile
+                records = [r for r in records if r.partition not in gone]
             if not records:
                 return
             started = time.perf_counter()
