@@ -2,6 +2,8 @@
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.event import Event
@@ -89,3 +91,16 @@ def test_a_timestamp_a_little_ahead_of_the_clock_passes():
 
     ahead = time.time() + 3600
     assert parse(timestamp=ahead).timestamp_ms == pytest.approx(ahead * 1000.0)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8),
+                       st.one_of(st.none(), st.booleans(), st.text(max_size=4),
+                                 st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                                 st.floats(allow_nan=False, allow_infinity=False)),
+                       min_size=1, max_size=8))
+def test_every_feature_keeps_its_json_type(features):
+    """Whatever the union's order, a feature is the JSON value's own type (int stays int,
+    bool stays bool, 1.0 stays float)."""
+    event = parse(features=features)
+    assert [(type(v), v) for v in event.features.values()] == [
+        (type(v), v) for v in orjson.loads(orjson.dumps(features)).values()]
