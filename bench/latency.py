@@ -240,6 +240,8 @@ def phases(trace: dict[str, Any], sent_at: list[float], meta: list[Any],
                   for a, b in (r["_span"] for r in tail))
         for name, spans in intervals.items()}
     out["tail_events"] = len(tail)
+    out["gc2_whole_run_ms"] = [round((e - s) * 1000.0, 1)
+                               for s, e in trace["intervals"].get("gc2", [])]
     out["intervals_ms"] = {name: quantiles([(e - s) * 1000.0 for s, e in spans]) | {
         "count": len(spans)} for name, spans in intervals.items() if spans}
     return out
