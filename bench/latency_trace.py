@@ -2,7 +2,7 @@
 
 Wraps, in this process only, the calls the scoring loop makes — the consumer's
 ``getmany``, :meth:`EventProcessor.process_batch`, :meth:`OutputSender.send`, the
-committer's ``commit`` / ``checkpoint_due`` — and Python's garbage collector, and records
+committer's offset commits and ``checkpoint_due`` — and Python's garbage collector, and records
 wall-clock times (``time.time()``, seconds) per event offset of the events topic and per
 interval. At exit the trace is written as JSON to ``$BENCH_LATENCY_TRACE``:
 ``fetched`` / ``processed`` / ``send_start`` / ``acked``: offset -> time;
@@ -101,15 +101,16 @@ def _wrap_send() -> None:
     output.OutputSender.send = send  # type: ignore[method-assign]
 
 
-def _interval(cls: Any, name: str, is_async: bool) -> None:
+def _interval(cls: Any, name: str, is_async: bool, key: str | None = None) -> None:
     original = getattr(cls, name)
+    key = key or name
     if is_async:
         async def timed_async(self: Any, *a: Any, **kw: Any) -> Any:
             started = time.time()
             try:
                 return await original(self, *a, **kw)
             finally:
-                TRACE["intervals"][name].append([started, time.time()])
+                TRACE["intervals"][key].append([started, time.time()])
         setattr(cls, name, timed_async)
     else:
         def timed(self: Any, *a: Any, **kw: Any) -> Any:
@@ -117,7 +118,7 @@ def _interval(cls: Any, name: str, is_async: bool) -> None:
             try:
                 return original(self, *a, **kw)
             finally:
-                TRACE["intervals"][name].append([started, time.time()])
+                TRACE["intervals"][key].append([started, time.time()])
         setattr(cls, name, timed)
 
 
@@ -153,10 +154,12 @@ def _experiment_linger() -> None:
 def install() -> None:
     """Wrap the calls and start recording (call before the worker starts)."""
     _experiment_linger()
+    if os.environ.get("BENCH_NO_FREEZE") == "1":  # experiment: as before gc.freeze()
+        gc.freeze = lambda: None
     _wrap_getmany()
     _wrap_process()
     _wrap_send()
-    _interval(commits.Committer, "commit", True)
+    _interval(commits.Committer, "_send", True, "commit")  # every commit, awaited or not
     _interval(commits.Committer, "checkpoint_due", False)
     gc.callbacks.append(_gc)
     atexit.register(_dump)
