@@ -154,8 +154,6 @@ def _experiment_linger() -> None:
 def install() -> None:
     """Wrap the calls and start recording (call before the worker starts)."""
     _experiment_linger()
-    if os.environ.get("BENCH_NO_FREEZE") == "1":  # experiment: as before gc.freeze()
-        gc.freeze = lambda: None
     _wrap_getmany()
     _wrap_process()
     _wrap_send()
