@@ -16,7 +16,6 @@ Kafka clients and the Redis client, and closes exactly those.
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from typing import Any, Protocol
@@ -304,8 +303,6 @@ class ScoringService(Service):
         subscribe(consumer, settings, loop.rebalancer)
         await consumer.start()
         self._closers.append(consumer.stop)
-        gc.collect()  # start-up is done: its objects (modules, app, clients) leave the
-        gc.freeze()   # collector's generations, so no collection scans them again
         self._task = asyncio.create_task(self._run(loop), name="driftline-scoring")
 
     async def _run(self, loop: ScoringLoop) -> None:
