@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import feedback_throughput, learner_speed, runs, soak
 from bench.baselines import in_process
-from bench.latency import measure_latency
+from bench.latency import TracedWorker, alternated, measure_latency
 from bench.report import REPORT, render, splice, target_lines
 from bench.workload import create_topics, make_events
 from streams.localservices.kafka import KafkaBroker, kafka_version
@@ -68,14 +68,18 @@ def wait_ready(settings: dict[str, str], worker: WorkerProcess, timeout: float =
 
 
 @contextlib.contextmanager
-def ready_worker(env: runs.Env, name: str) -> Iterator[tuple[str, WorkerProcess]]:
-    """A worker on fresh one-partition topics of its own prefix, ready; stopped after."""
+def ready_worker(env: runs.Env, name: str, append_time: tuple[str, ...] = (),
+                 process: type[WorkerProcess] = WorkerProcess,
+                 **extra: str) -> Iterator[tuple[str, WorkerProcess]]:
+    """A worker on fresh one-partition topics of its own prefix, ready; stopped after.
+    Topics named in ``append_time`` stamp LogAppendTime; ``extra``: more environment."""
     prefix = env.prefix(name)
     asyncio.run(create_topics(env.bootstrap, {f"{prefix}{t}": 1 for t in
                                               ("events", "predictions", "alerts",
-                                               "deadletter")}))
-    settings = worker_env(env.bootstrap, env.redis_url, prefix, env.tmp / prefix)
-    worker = WorkerProcess(settings, env.tmp / f"{prefix}.log").start()
+                                               "deadletter")},
+                              append_time=tuple(f"{prefix}{t}" for t in append_time)))
+    settings = worker_env(env.bootstrap, env.redis_url, prefix, env.tmp / prefix, **extra)
+    worker = process(settings, env.tmp / f"{prefix}.log").start()
     try:
         wait_ready(settings, worker)
         yield prefix, worker
@@ -83,11 +87,17 @@ def ready_worker(env: runs.Env, name: str) -> Iterator[tuple[str, WorkerProcess]
         worker.stop()
 
 
-def latency(env: runs.Env, rate: int, seconds: float) -> dict[str, float]:
-    """Start a worker, warm it up, then measure at ``rate``."""
-    with ready_worker(env, f"latency{rate}") as (prefix, _):
+def latency(env: runs.Env, rate: int, seconds: float, **extra: str) -> dict[str, object]:
+    """Start a worker traced by :mod:`bench.latency_trace`, warm it up, then measure at
+    ``rate`` (and cut each event's latency into phases); ``extra``: worker environment
+    (``BENCH_READER=loop``: read predictions in the producer's loop, as before)."""
+    reader = extra.pop("BENCH_READER", "process")
+    trace = env.tmp / f"latency{rate}-{time.monotonic_ns()}.json"
+    with ready_worker(env, f"latency{rate}", ("events", "predictions"), TracedWorker,
+                      BENCH_LATENCY_TRACE=str(trace), **extra) as (prefix, worker):
         return asyncio.run(measure_latency(env.bootstrap, prefix, rate, seconds,
-                                           warmup=min(1000, rate)))
+                                           warmup=min(1000, rate), trace=trace,
+                                           stop_worker=worker.stop, reader=reader))
 
 
 def soak_run(env: runs.Env, rate: int, seconds: float) -> dict[str, object]:
@@ -118,7 +128,18 @@ def main() -> None:
     parser.add_argument("--soak-rate", type=int, default=5_000)
     parser.add_argument("--no-profile", action="store_true",
                         help="skip the py-spy profile (bench.profile)")
+    parser.add_argument("--only", choices=["latency"],
+                        help="run only this step (results in bench/results/<step>.json; "
+                             "docs/benchmarks.md and latest.json are left as they are)")
+    parser.add_argument("--latency-rates", default="500,2000,8000",
+                        help="offered rates of the latency step (events/s, comma-separated)")
+    parser.add_argument("--latency-variants", default="",
+                        help="with --only latency: 'name:VAR=value,VAR=value;name2:...' "
+                             "worker environments measured alternately (--latency-repeats "
+                             "rounds) on the same broker")
+    parser.add_argument("--latency-repeats", type=int, default=1)
     args = parser.parse_args()
+    rates = [int(r) for r in args.latency_rates.split(",")]
     previous = previous_results()
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
     broker = KafkaBroker.create(tmp / "kafka")
@@ -133,6 +154,13 @@ def main() -> None:
         out["previous"] = {k: previous.get(k) for k in (
             "machine", "driftline", "aiokafka", "in_process", "checkpoint_pairs")}
     try:
+        if args.only == "latency":
+            out["latency"] = alternated(lambda rate, **extra: latency(
+                env, rate, args.latency_seconds, **extra), rates, args.latency_variants,
+                args.latency_repeats)
+            (ROOT / "bench" / "results" / "latency.json").write_text(
+                json.dumps(out, indent=2, default=str))
+            return
         values = make_events(args.events)
 
         def step(name: str, fn, *a, **kw):
@@ -176,7 +204,7 @@ def main() -> None:
                                                   small, pipeline)})
         out["models"] = models
         out["latency"] = [step(f"latency at {rate}/s", latency, env, rate, args.latency_seconds)
-                          for rate in (500, 2000, 8000)]
+                          for rate in rates]
         out["recovery"] = step("recovery after kill -9", runs.recovery, env, values[:100_000])
         out["soak"] = step(f"soak {args.soak_rate}/s for {args.soak_seconds:.0f}s", soak_run,
                            env, args.soak_rate, args.soak_seconds)

@@ -8,6 +8,7 @@ topic-partition (late labels) is committed by the same rule, its metadata naming
 checkpoint that covers its offset.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from learners.partition_state import Partitions
+from learners.partition_state import Partitions, PartitionState
 from schemas.settings import Settings
 from streams import commit_metadata
 from streams.checkpointer import Checkpointer
@@ -62,6 +63,8 @@ class Committer:
         self.next_commit = 0.0
         #: Late labels: the feedback topic, committed by the same rule (None: not consumed).
         self.feedback_topic = feedback_topic
+        #: The periodic commit in flight (:meth:`commit_in_background`).
+        self._background: asyncio.Future[None] | None = None
 
     def commit_due(self) -> bool:
         """True every ``commit_interval`` seconds."""
@@ -104,7 +107,44 @@ class Committer:
 
     async def commit(self, which: Iterable[int] | None = None) -> None:
         """Commit, per partition, the offset after the last event delivered and
-        checkpointed; a failed commit is logged and retried next time."""
+        checkpointed; a failed commit is logged and retried next time. Waits for a
+        background commit still in flight first (commits reach the broker in order)."""
+        await self.settled()
+        self._reap()
+        await self._send(*self._offsets(which))
+
+    def commit_in_background(self) -> None:
+        """Start the periodic commit and return without waiting for the broker: the
+        offsets are taken now (delivered and checkpointed, as :meth:`commit`), so the
+        loop goes on while the broker answers. One at a time: while the last is in
+        flight, nothing is started (the commit stays due).
+
+        Raises:
+            Exception: what the last background commit raised (a ``KafkaError`` is
+                logged and retried instead).
+        """
+        if self._background is not None and not self._background.done():
+            return
+        self._reap()
+        self._background = asyncio.ensure_future(self._send(*self._offsets(None)))
+
+    async def settled(self) -> None:
+        """Wait for the background commit in flight, if any (its failure is raised by
+        the next :meth:`commit` or :meth:`commit_in_background`)."""
+        if self._background is not None and not self._background.done():
+            await asyncio.wait([self._background])
+
+    def _reap(self) -> None:
+        """Forget the finished background commit; raise what it raised."""
+        task, self._background = self._background, None
+        if task is not None and not task.cancelled() and (exc := task.exception()):
+            raise exc
+
+    def _offsets(self, which: Iterable[int] | None) -> tuple[
+            dict[TopicPartition, OffsetAndMetadata], dict[int, tuple[PartitionState, int]],
+            dict[int, tuple[PartitionState, int]]]:
+        """What may be committed now: offsets, and (state, offset) per partition of the
+        events and of the feedback topic."""
         self.next_commit = self.clock() + self.settings.commit_interval
         wanted = None if which is None else set(which)
         offsets, states, feedback = {}, {}, {}
@@ -121,6 +161,11 @@ class Committer:
                 offsets[TopicPartition(self.feedback_topic, partition)] = OffsetAndMetadata(
                     fb + 1, self.metadata(partition, state.generation, fb, feedback=True))
                 feedback[partition] = (state, fb)
+        return offsets, states, feedback
+
+    async def _send(self, offsets: dict[TopicPartition, OffsetAndMetadata],
+                    states: dict[int, tuple[PartitionState, int]],
+                    feedback: dict[int, tuple[PartitionState, int]]) -> None:
         if not offsets:
             return
         try:

@@ -11,6 +11,8 @@ client starts and closes it.
 ('demo', 5000)
 >>> producer_options(s)["acks"], producer_options(s, acks=1)["acks"]
 ('all', 1)
+>>> producer_options(s)["linger_ms"]  # the worker's outputs are whole batches already
+0
 """
 
 import logging
@@ -37,13 +39,19 @@ def connection(settings: Settings) -> dict[str, Any]:
 
 def producer_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """An idempotent producer waiting for all in-sync replicas, sized for the largest
-    message the worker fetches; ``overrides`` win."""
+    message the worker fetches; ``overrides`` win.
+
+    No linger: the worker hands over whole record batches
+    (:class:`streams.output.OutputSender`), which aiokafka would otherwise hold for
+    ``linger_ms`` before sending (a batch from ``create_batch`` is left open); every
+    slice's acknowledgement, and so every event's latency, waited that long (measured:
+    ``bench/latency.py``, docs/benchmarks.md)."""
     return {
         **connection(settings),
         "client_id": f"{settings.app_id}-output",
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 2,
+        "linger_ms": 0,
         "max_batch_size": 512 * 1024,
         "max_request_size": settings.max_fetch_bytes + 64 * 1024,
         **overrides,

@@ -141,7 +141,7 @@ class ScoringLoop:
             if self.committer.commit_due():
                 async with self.lock:
                     self.committer.checkpoint_due()
-                    await self.committer.commit()
+                    self.committer.commit_in_background()  # the loop does not wait
 
     async def _merged(self, fetched: dict[TopicPartition, list[Any]]) -> list[Record]:
         """The fetched records (by topic-partition) merged with those held back, in merge
