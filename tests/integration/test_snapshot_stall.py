@@ -95,5 +95,6 @@ def test_health_answers_while_a_large_model_is_snapshotted(kafka, redis_url, top
         kafka, redis_url, start_worker, models, f"{topic_prefix}{mode[0]}-", mode)
         for mode in ("fork", "inline"))
     # Inline, /health waits for the whole pickle (~0.5 s on a quiet machine); forked, for
-    # the fork (~20 ms) and an ordinary batch.
-    assert forked < inline / 3 and forked < 0.3, (forked, inline)
+    # the fork (~20 ms) and an ordinary batch. Factor 2, not more: on a loaded machine
+    # both include waiting for a core (0.147 s vs 0.435 s was measured at load 7).
+    assert forked < inline / 2 and forked < 0.3, (forked, inline)
