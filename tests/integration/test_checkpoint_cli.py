@@ -3,6 +3,10 @@
 import asyncio
 import os
 import re
+from dataclasses import asdict, replace
+
+import cramjam
+import orjson
 
 from learners import checkpoint
 from learners.registry import ModelRegistry
@@ -224,3 +228,26 @@ def test_the_worker_refuses_a_short_key_before_consuming(kafka, redis_url, topic
     assert out.returncode == 1
     assert out.stderr == ("driftline: DRIFTLINE_CHECKPOINT_KEY is 31 bytes: it must be at least "
                           "32 (e.g. `openssl rand -hex 32`)\n")
+
+
+def test_import_refuses_a_blob_declaring_a_huge_payload_in_one_line(
+        kafka, redis_url, topic_prefix, tmp_path):
+    # Signed with the source key, but its 2 GiB declared payload is ~20 bytes stored: refused
+    # from its sizes alone (the importer allocated the declared size before).
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    vendor_key = b"vendor-key-of-at-least-thirty-two-bytes"
+    header = replace(checkpoint._header(checkpoint.Where("v", "v.events", 0, "m"), 5, 1, 0.0,
+                                        "zstd"), size=checkpoint.MAX_PAYLOAD_BYTES)
+    stored = bytes(cramjam.zstd.compress(b"tiny", level=3))
+    head = orjson.dumps(asdict(header))
+    body = len(head).to_bytes(4, "big") + head + stored
+    bomb = tmp_path / "bomb.ckpt"
+    bomb.write_bytes(checkpoint.sign(body, vendor_key) + body)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path, VENDOR_KEY=vendor_key.decode())
+    refused = run_cli("checkpoints", "import", str(bomb), "default", "0",
+                      "--source-key-env", "VENDOR_KEY", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"driftline: checkpoint declares a payload of {checkpoint.MAX_PAYLOAD_BYTES} bytes from "
+        f"{len(stored)} stored; refusing to decompress more than {checkpoint.RATIO_FLOOR}\n")
+    assert "default" not in run_cli("checkpoints", "list", env=env).stdout  # nothing written
