@@ -14,12 +14,13 @@ from schemas.models_file import ModelsConfig
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
+from streams.commands.checkpoints import group_members
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.records import Record
 from streams.redis_client import make_redis
 from streams.sources import synthetic_events
-from tests.helpers import run_cli
+from tests.helpers import run_cli, wait_for
 from tests.kafka_tools import create_topic
 
 KEY = "cli-test-key-of-at-least-32-bytes!"
@@ -251,3 +252,35 @@ def test_import_refuses_a_blob_declaring_a_huge_payload_in_one_line(
         f"driftline: checkpoint declares a payload of {checkpoint.MAX_PAYLOAD_BYTES} bytes from "
         f"{len(stored)} stored; refusing to decompress more than {checkpoint.RATIO_FLOOR}\n")
     assert "default" not in run_cli("checkpoints", "list", env=env).stdout  # nothing written
+
+
+def test_rollback_and_import_refuse_while_a_worker_of_the_group_runs(
+        kafka, redis_url, topic_prefix, tmp_path, start_worker):
+    make_versions(redis_url, topic_prefix)
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
+    exported = tmp_path / "model.ckpt"
+    assert run_cli("checkpoints", "export", "default", "0", str(exported), env=env).returncode == 0
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, app_id=f"{topic_prefix}app")
+    worker = start_worker(DRIFTLINE_CHECKPOINTS="false")  # in the group; leaves Redis alone
+    members = wait_for(lambda: asyncio.run(group_members(settings)), 120, "worker in the group")
+    assert len(members) == 1 and members[0].startswith(f"{topic_prefix}app")
+
+    refusal = (f"driftline: consumer group {topic_prefix}app has 1 active member "
+               f"({members[0]}): stop its workers before you {{}}, or pass --force\n")
+    refused = run_cli("checkpoints", "rollback", "default", "0", env=env)
+    assert (refused.returncode, refused.stderr) == (1, refusal.format("roll back"))
+    refused = run_cli("checkpoints", "import", str(exported), "copy", "0", env=env)
+    assert (refused.returncode, refused.stderr) == (1, refusal.format("import"))
+    listed = run_cli("checkpoints", "list", env=env).stdout
+    assert "copy" not in listed and "299" in listed.split("default")[1]  # nothing changed
+    forced = run_cli("checkpoints", "rollback", "default", "0", "--force", env=env)
+    assert "rolled back to offset 199 (200 learned)" in forced.stdout, forced.stderr
+
+    assert worker.stop() == 0
+    wait_for(lambda: not asyncio.run(group_members(settings)), 60, "the group is empty")
+    back = run_cli("checkpoints", "rollback", "default", "0", env=env)
+    assert back.returncode == 0, back.stderr
+    assert "rolled back to offset 99 (100 learned)" in back.stdout
+    moved = run_cli("checkpoints", "import", str(exported), "copy", "0", env=env)
+    assert moved.returncode == 0, moved.stderr
