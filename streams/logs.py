@@ -1,15 +1,16 @@
 """Worker logging: one line per event worth logging, JSON when asked.
 
-Warnings and errors about an event or a partition carry ``model``, ``partition`` and
-``offset`` (passed as ``extra``), which both formats print.
+Warnings and errors about an event or a partition carry ``model``, ``topic``,
+``partition`` and ``offset`` (passed as ``extra``), which both formats print: an offset
+of the feedback topic is not mistaken for one of the events topic.
 
 >>> import logging
 >>> record = logging.LogRecord("driftline", logging.WARNING, __file__, 1, "refused", None, None)
->>> record.partition, record.offset = 3, 41
+>>> record.topic, record.partition, record.offset = "t.feedback", 3, 41
 >>> doc = orjson.loads(JsonFormatter().format(record))
->>> doc["level"], doc["message"], doc["partition"], doc["offset"]
-('WARNING', 'refused', 3, 41)
->>> TextFormatter().format(record).endswith("refused partition=3 offset=41")
+>>> doc["level"], doc["message"], doc["topic"], doc["partition"], doc["offset"]
+('WARNING', 'refused', 't.feedback', 3, 41)
+>>> TextFormatter().format(record).endswith("refused topic=t.feedback partition=3 offset=41")
 True
 """
 
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-CONTEXT = ("model", "partition", "offset")
+CONTEXT = ("model", "topic", "partition", "offset")
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +40,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message model=… partition=… offset=…``."""
+    """``time level logger: message model=… topic=… partition=… offset=…``."""
 
     def __init__(self) -> None:
         super().__init__("[%(asctime)s] %(levelname)s %(name)s: %(message)s")
