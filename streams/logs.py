@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from schemas.exceptions import DriftlineError
+
 CONTEXT = ("model", "topic", "partition", "offset")
 
 
@@ -56,10 +58,35 @@ class TextFormatter(logging.Formatter):
         return f"{head} {context}{sep}{rest}"
 
 
+class OneLineErrors(logging.Filter):
+    """Drop the traceback of a :class:`~schemas.exceptions.DriftlineError` (an expected
+    failure, said in one line), whichever logger logs it (mode and Faust log a crashing
+    service's exception with its traceback).
+
+    >>> import logging
+    >>> from schemas.exceptions import ConfigError
+    >>> try:
+    ...     raise ConfigError("bad")
+    ... except ConfigError:
+    ...     record = logging.LogRecord("mode", logging.ERROR, __file__, 1, "Error: %r",
+    ...                                (ConfigError("bad"),), sys.exc_info())
+    >>> OneLineErrors().filter(record), record.exc_info
+    (True, None)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record``, without its traceback when it is an expected failure's."""
+        if record.exc_info and isinstance(record.exc_info[1], DriftlineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure(level: str, as_json: bool) -> None:
     """Send all logs to stderr in the chosen format; quieten chatty libraries."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
+    handler.addFilter(OneLineErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

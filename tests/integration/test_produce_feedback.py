@@ -73,7 +73,7 @@ def test_a_bad_line_in_the_middle_of_a_file_sends_nothing(kafka, topic_prefix, t
     path = tmp_path / "in.jsonl"
     good = [orjson.dumps({"event_id": f"e{i}", "model": "m", "label": True,
                           "features": {"x": i}}) for i in range(50)]
-    path.write_bytes(b"\n".join(good[:30] + [bad] + good[30:]) + b"\n")
+    path.write_bytes(b"\n".join([*good[:30], bad, *good[30:]]) + b"\n")
     result = run_cli("produce", option, str(path), "--no-progress",
                      env=env_for(kafka, topic_prefix))
     assert result.returncode == 1
