@@ -42,6 +42,8 @@ app = typer.Typer(help="List, inspect, roll back, export and import model checkp
 T = TypeVar("T")
 #: Seconds to wait for the group's coordinator (a fresh broker elects one on first ask).
 _COORDINATOR_WAIT = 15.0
+#: The largest file ``import`` reads: an uncompressed payload at its cap, plus its header.
+_MAX_FILE_BYTES = checkpoint.MAX_PAYLOAD_BYTES + 1024**2
 
 
 def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
@@ -166,6 +168,10 @@ def import_(file: Path, model: str, partition: int,
             raise ConfigError(f"model {model} is not in the models file: add it first")
         source_key = checkpoint.signing_key(os.environ.get(source_key_env), source_key_env)
         try:
+            size = file.stat().st_size
+            if size > _MAX_FILE_BYTES:  # not read into memory: no checkpoint is that large
+                raise ConfigError(f"{file} is {size} bytes: larger than any checkpoint "
+                                  f"({_MAX_FILE_BYTES} at most)")
             blob = file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{file}: {exc.strerror or exc}") from None

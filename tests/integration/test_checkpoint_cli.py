@@ -284,3 +284,16 @@ def test_rollback_and_import_refuse_while_a_worker_of_the_group_runs(
     assert "rolled back to offset 99 (100 learned)" in back.stdout
     moved = run_cli("checkpoints", "import", str(exported), "copy", "0", env=env)
     assert moved.returncode == 0, moved.stderr
+
+
+def test_import_refuses_a_file_larger_than_any_checkpoint_without_reading_it(
+        kafka, redis_url, topic_prefix, tmp_path):
+    huge = tmp_path / "huge.ckpt"
+    with huge.open("wb") as f:  # sparse: no disk used, and never read
+        f.truncate(checkpoint.MAX_PAYLOAD_BYTES + 2 * 1024**2)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
+    refused = run_cli("checkpoints", "import", str(huge), "default", "0", "--force", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == (f"driftline: {huge} is {huge.stat().st_size} bytes: larger than "
+                              f"any checkpoint ({checkpoint.MAX_PAYLOAD_BYTES + 1024**2} at "
+                              "most)\n")
