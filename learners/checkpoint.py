@@ -5,7 +5,9 @@ payload``, the payload being the pickled learner compressed with the header's ``
 (``zstd`` since format 3; ``none`` before). The signature covers everything after it,
 the payload as stored: nothing is decompressed, unpickled (nor the header trusted)
 before it verifies, and decompression writes into a buffer of the header's declared
-``size`` (at most :data:`MAX_PAYLOAD_BYTES`), so no blob inflates beyond it. The
+``size``, itself bounded by the stored payload's size (:func:`max_payload`: at most
+:data:`MAX_RATIO` times it above a small floor, never above :data:`MAX_PAYLOAD_BYTES`), so
+no blob inflates beyond it, nor makes the reader allocate more than its own bytes allow. The
 header names the model, partition, source topic and consumer group, so a blob copied to
 another key is refused too, and the versions of the format, River, Python and Driftline that wrote
 it. The pickle is read with :mod:`learners.safe_pickle`'s exact allow-list.
@@ -63,6 +65,14 @@ ZSTD_LEVEL = 3
 #: The largest payload a checkpoint may declare (decompressed), 2 GiB: ~20x the pickle of
 #: 1.5 M features; a blob declaring more is refused before anything is decompressed.
 MAX_PAYLOAD_BYTES = 2 * 1024**3
+#: The most a stored (compressed) byte may declare once decompressed: River's pickles
+#: compress 1.2x (a Hoeffding tree) to ~90x (200,000 weights all zero), zstd itself reaches
+#: ~32,000x on zeros; a blob declaring more than this ratio is refused before any buffer
+#: is allocated, so a 2 KB blob cannot make a reader allocate 2 GiB.
+MAX_RATIO = 1024
+#: Below this many bytes declared, the ratio is not checked (small payloads of one value
+#: repeated compress better than any ratio; 16 MiB is harmless to allocate).
+RATIO_FLOOR = 16 * 1024**2
 MIN_KEY_BYTES = 32
 RIVER_VERSION: str = river.__version__
 PYTHON_VERSION = platform.python_version()
@@ -200,17 +210,19 @@ def decompress(header: Header, stored: bytes | memoryview) -> bytes:
     learners.exceptions.CheckpointError: checkpoint payload does not decompress to its ...
 
     Raises:
-        CheckpointError: an unknown codec, a declared size above :data:`MAX_PAYLOAD_BYTES`,
-            or a payload that is not exactly ``size`` bytes once decompressed.
+        CheckpointError: an unknown codec, a declared size above :func:`max_payload` of
+            the stored size, or a payload that is not exactly ``size`` bytes once
+            decompressed.
     """
     if header.codec == "none":
         return bytes(stored)
     if header.codec not in CODECS:
         raise CheckpointError(f"checkpoint payload uses codec {header.codec!r}; this "
                               f"Driftline reads {', '.join(CODECS)}")
-    if not isinstance(header.size, int) or not 0 <= header.size <= MAX_PAYLOAD_BYTES:
-        raise CheckpointError(f"checkpoint declares a payload of {header.size} bytes; "
-                              f"refusing to decompress more than {MAX_PAYLOAD_BYTES}")
+    limit = max_payload(len(stored))
+    if not isinstance(header.size, int) or not 0 <= header.size <= limit:
+        raise CheckpointError(f"checkpoint declares a payload of {header.size} bytes from "
+                              f"{len(stored)} stored; refusing to decompress more than {limit}")
     out = bytearray(header.size)
     try:
         written = cramjam.zstd.decompress_into(stored, out)
@@ -220,6 +232,17 @@ def decompress(header: Header, stored: bytes | memoryview) -> bytes:
         raise CheckpointError("checkpoint payload does not decompress to its declared "
                               f"{header.size} bytes")
     return bytes(out)
+
+
+def max_payload(stored: int) -> int:
+    """The largest decompressed size (bytes) a payload of ``stored`` compressed bytes may
+    declare: :data:`MAX_RATIO` times ``stored``, at least :data:`RATIO_FLOOR`, at most
+    :data:`MAX_PAYLOAD_BYTES`.
+
+    >>> max_payload(2_000), max_payload(1_000_000), max_payload(10**9) == MAX_PAYLOAD_BYTES
+    (16777216, 1024000000, True)
+    """
+    return min(MAX_PAYLOAD_BYTES, max(RATIO_FLOOR, stored * MAX_RATIO))
 
 
 def read_header(blob: bytes, key: bytes) -> tuple[Header, bytes]:

@@ -96,6 +96,9 @@ class DriftAlert(_Message):
     feature: str | None = None
     before: dict[str, float] | None = None
     after: dict[str, float] | None = None
+    #: The topic ``offset`` belongs to: the events topic, or the feedback topic when a
+    #: late label showed the change (None in alerts written before it was named).
+    topic: str | None = None
 
 
 class HealthAlert(_Message):

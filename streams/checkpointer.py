@@ -291,14 +291,17 @@ class Checkpointer:
 
     # -- restoring ------------------------------------------------------------------------
     async def restore(self, partition: int, models: tuple[str, ...],
-                      named: dict[str, Identity] | None = None) -> Restored:
+                      named: dict[str, Identity] | None = None,
+                      feedback_named: dict[str, Identity] | None = None) -> Restored:
         """The newest valid checkpoints of ``partition``; waits (bounded) while Redis is down.
 
         ``named``: the checkpoints the group's committed offset names (its metadata). A
         model's restored version must reflect at least the named offset; an older one is
         taken only when a rollback asked for it (a signed marker, honoured once), or when
         the newer versions are there but refused (corrupt: replaying from the previous one
-        is exact), never when they are missing.
+        is exact), never when they are missing. ``feedback_named``: those the feedback
+        topic's commit names (late labels); a checkpoint written when only labels came has
+        the events offset the events commit names, and is named by the feedback commit only.
 
         Raises:
             ServiceError: one line: Redis stayed unreachable for
@@ -341,8 +344,10 @@ class Checkpointer:
                            "for it)")
         for model, ident in named.items():
             if model in found.learners:
+                also = (feedback_named or {}).get(model)
                 if found.learners[model][0] == ident.offset and (
-                        found.digests[model] != ident.digest):
+                        found.digests[model] != ident.digest) and (
+                        also is None or found.digests[model] != also.digest):
                     log.warning("partition %s model %s: checkpoint at offset %s is not the "
                                 "one the commit names (digest differs); it verifies, using it",
                                 partition, model, ident.offset,

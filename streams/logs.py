@@ -1,15 +1,16 @@
 """Worker logging: one line per event worth logging, JSON when asked.
 
-Warnings and errors about an event or a partition carry ``model``, ``partition`` and
-``offset`` (passed as ``extra``), which both formats print.
+Warnings and errors about an event or a partition carry ``model``, ``topic``,
+``partition`` and ``offset`` (passed as ``extra``), which both formats print: an offset
+of the feedback topic is not mistaken for one of the events topic.
 
 >>> import logging
 >>> record = logging.LogRecord("driftline", logging.WARNING, __file__, 1, "refused", None, None)
->>> record.partition, record.offset = 3, 41
+>>> record.topic, record.partition, record.offset = "t.feedback", 3, 41
 >>> doc = orjson.loads(JsonFormatter().format(record))
->>> doc["level"], doc["message"], doc["partition"], doc["offset"]
-('WARNING', 'refused', 3, 41)
->>> TextFormatter().format(record).endswith("refused partition=3 offset=41")
+>>> doc["level"], doc["message"], doc["topic"], doc["partition"], doc["offset"]
+('WARNING', 'refused', 't.feedback', 3, 41)
+>>> TextFormatter().format(record).endswith("refused topic=t.feedback partition=3 offset=41")
 True
 """
 
@@ -19,7 +20,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-CONTEXT = ("model", "partition", "offset")
+from schemas.exceptions import DriftlineError
+
+CONTEXT = ("model", "topic", "partition", "offset")
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +42,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message model=… partition=… offset=…``."""
+    """``time level logger: message model=… topic=… partition=… offset=…``."""
 
     def __init__(self) -> None:
         super().__init__("[%(asctime)s] %(levelname)s %(name)s: %(message)s")
@@ -55,10 +58,35 @@ class TextFormatter(logging.Formatter):
         return f"{head} {context}{sep}{rest}"
 
 
+class OneLineErrors(logging.Filter):
+    """Drop the traceback of a :class:`~schemas.exceptions.DriftlineError` (an expected
+    failure, said in one line), whichever logger logs it (mode and Faust log a crashing
+    service's exception with its traceback).
+
+    >>> import logging
+    >>> from schemas.exceptions import ConfigError
+    >>> try:
+    ...     raise ConfigError("bad")
+    ... except ConfigError:
+    ...     record = logging.LogRecord("mode", logging.ERROR, __file__, 1, "Error: %r",
+    ...                                (ConfigError("bad"),), sys.exc_info())
+    >>> OneLineErrors().filter(record), record.exc_info
+    (True, None)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record``, without its traceback when it is an expected failure's."""
+        if record.exc_info and isinstance(record.exc_info[1], DriftlineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure(level: str, as_json: bool) -> None:
     """Send all logs to stderr in the chosen format; quieten chatty libraries."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
+    handler.addFilter(OneLineErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -420,10 +420,11 @@ class EventProcessor:
         if signal.kind != "worse":
             return
         tally.alerts[model, watched_signal(learner.task)] += 1
-        learner.last_alert = {"offset": record.offset, "event_id": event_id, "at": at}
+        learner.last_alert = {"topic": record.topic, "offset": record.offset,
+                              "event_id": event_id, "at": at}
         log.warning("drift alert: error %.4f -> %.4f, action %s", signal.mean_before,
                     signal.mean_after, "reset" if reset else "none",
-                    extra={"model": model, "partition": record.partition,
+                    extra={"model": model, "topic": record.topic, "partition": record.partition,
                            "offset": record.offset})
         out.append(self._alert(model, event_id, record, learner.task, signal, reset, at,
                                origin))
@@ -460,6 +461,7 @@ class EventProcessor:
             "alert": "drift", "model": model, "partition": record.partition,
             "signal": watched_signal(task), "detector": "ADWIN",
             "delta": spec.drift.delta, "offset": record.offset, "event_id": event_id,
+            "topic": record.topic,
             "n_seen": signal.n_seen, "mean_before": signal.mean_before,
             "mean_after": signal.mean_after, "width": signal.width, "at": at,
             "action": "reset" if reset else "none", "event_time": _ms(origin, at),
@@ -498,7 +500,8 @@ class EventProcessor:
               at: str, out: list[Output]) -> None:
         self._tally.dead[error_type] += 1
         log.warning("dead letter %s: %s", error_type, message[:200],
-                    extra={"partition": record.partition, "offset": record.offset})
+                    extra={"topic": record.topic, "partition": record.partition,
+                           "offset": record.offset})
         out.append(Output(self._deadletter, deadletter_key(record.key), dead_letter(
             record, error_type, message, details, self.settings.deadletter_max_bytes, at)))
 

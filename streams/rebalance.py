@@ -137,7 +137,8 @@ class Rebalancer(ConsumerRebalanceListener):
             fb_position = (None if fb_tp is None
                            else await read_position(self.consumer, fb_tp))
             found = await self.checkpointer.restore(
-                tp.partition, self.registry.names, None if position is None else position.named)
+                tp.partition, self.registry.names, None if position is None else position.named,
+                None if fb_position is None else fb_position.named)
             fb_offsets = await self.checkpointer.restore_pending(tp.partition, found,
                                                                  state.feedback)
             if fb_position is not None:

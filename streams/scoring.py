@@ -203,7 +203,8 @@ class ScoringLoop:
     async def _skip_undecodable(self, bad: undecodable.Undecodable) -> None:
         """Handle what was unpacked before ``bad``, dead-letter ``bad``, seek past it."""
         log.error("%s; dead-lettered, skipping to offset %s", bad.message, bad.seek_to,
-                  extra={"partition": bad.tp.partition, "offset": bad.first_offset})
+                  extra={"topic": bad.tp.topic, "partition": bad.tp.partition,
+                         "offset": bad.first_offset})
         salvaged = [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
                     for messages in bad.salvaged.values() for m in messages]
         while salvaged:  # all of it, in order, before the partition moves past the batch

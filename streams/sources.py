@@ -79,7 +79,13 @@ def file_events(path: Path, label_column: str | None, model: str,
         with path.open("rb") as handle:
             for i, line in enumerate(handle):
                 if line.strip():
-                    yield _row_event(orjson.loads(line), i, path, label_column, model, id_column)
+                    try:
+                        row = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        raise ConfigError(f"{path}:{i + 1}: not a JSON object: {exc}") from None
+                    if not isinstance(row, dict):
+                        raise ConfigError(f"{path}:{i + 1}: not a JSON object")
+                    yield _row_event(row, i, path, label_column, model, id_column)
         return
     with path.open(newline="") as handle:
         for i, row in enumerate(csv.DictReader(handle)):

@@ -2,8 +2,9 @@
 
 They act on the checkpoints of consumer group ``DRIFTLINE_APP_ID`` for the events topic
 ``DRIFTLINE_TOPIC_PREFIX`` + ``events``, in ``DRIFTLINE_REDIS_URL``, signed with
-``DRIFTLINE_CHECKPOINT_KEY`` (at least 32 bytes). Stop the workers before ``rollback`` or
-``import``. Nothing is unpickled outside :mod:`learners.safe_pickle`'s allow-list: ``import``
+``DRIFTLINE_CHECKPOINT_KEY`` (at least 32 bytes). ``rollback`` and ``import`` refuse while
+the consumer group has members (a worker runs: it would overwrite what they write), unless
+``--force``. Nothing is unpickled outside :mod:`learners.safe_pickle`'s allow-list: ``import``
 loads the file through it, checks it holds a learner of the models file's model, and writes
 that learner again (never the file's raw bytes).
 """
@@ -18,23 +19,31 @@ from typing import TypeVar
 
 import typer
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
 from learners import checkpoint
 from learners.checkpoint import Header
 from schemas import constants
-from schemas.exceptions import ConfigError
+from schemas.exceptions import ConfigError, DriftlineError
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
 from streams.commands.access import check_kafka, check_redis
 from streams.config import load_models
-from streams.kafka_clients import make_reader
+from streams.exceptions import ServiceError
+from streams.kafka_clients import make_admin, make_reader
 from streams.redis_client import make_redis
 
+_FORCE = ("Go on even though the consumer group has members (a running worker overwrites "
+          "the change with its next checkpoint, or resumes from it mid-stream).")
 app = typer.Typer(help="List, inspect, roll back, export and import model checkpoints.",
                   no_args_is_help=True)
 T = TypeVar("T")
+#: Seconds to wait for the group's coordinator (a fresh broker elects one on first ask).
+_COORDINATOR_WAIT = 15.0
+#: The largest file ``import`` reads: an uncompressed payload at its cap, plus its header.
+_MAX_FILE_BYTES = checkpoint.MAX_PAYLOAD_BYTES + 1024**2
 
 
 def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
@@ -107,9 +116,11 @@ def rollback(model: str, partition: int,
              steps: int = typer.Option(1, help="Versions to drop."),
              replay: bool = typer.Option(True, help="Replay the events after the older "
                                          "version (default); --no-replay keeps the stream "
-                                         "position and only reverts the model.")) -> None:
-    """Make an older version the newest. Stop the workers first."""
-    async def action(store: CheckpointStore, _: Settings) -> None:
+                                         "position and only reverts the model."),
+             force: bool = typer.Option(False, help=_FORCE)) -> None:
+    """Make an older version the newest. Refused while a worker of the group runs."""
+    async def action(store: CheckpointStore, settings: Settings) -> None:
+        await _no_worker(settings, force, "roll back")
         position = (await store.headers(partition, model))[0]
         header = await store.rollback(partition, model, steps)
         if not replay and isinstance(position, Header):
@@ -141,19 +152,26 @@ def export(model: str, partition: int, file: Path,
 def import_(file: Path, model: str, partition: int,
             source_key_env: str = typer.Option(
                 "DRIFTLINE_CHECKPOINT_KEY",
-                help="Environment variable holding the key FILE was signed with.")) -> None:
+                help="Environment variable holding the key FILE was signed with."),
+            force: bool = typer.Option(False, help=_FORCE)) -> None:
     """Verify FILE, load it through the allow-list, check it is a learner of MODEL as the
     models file (``DRIFTLINE_MODELS``) describes it, and make it MODEL's newest version on
     PARTITION.
 
     The model resumes at the partition's current end: it learns from new events only.
+    Refused while a worker of the group runs.
     """
     async def action(store: CheckpointStore, settings: Settings) -> None:
+        await _no_worker(settings, force, "import")
         spec = load_models(settings.models).models.get(model)
         if spec is None:
             raise ConfigError(f"model {model} is not in the models file: add it first")
         source_key = checkpoint.signing_key(os.environ.get(source_key_env), source_key_env)
         try:
+            size = file.stat().st_size
+            if size > _MAX_FILE_BYTES:  # not read into memory: no checkpoint is that large
+                raise ConfigError(f"{file} is {size} bytes: larger than any checkpoint "
+                                  f"({_MAX_FILE_BYTES} at most)")
             blob = file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{file}: {exc.strerror or exc}") from None
@@ -174,3 +192,45 @@ async def _end_offset(settings: Settings, partition: int) -> int:
         return int((await consumer.end_offsets([tp]))[tp])
     finally:
         await consumer.stop()
+
+
+async def group_members(settings: Settings) -> list[str]:
+    """The members of consumer group ``DRIFTLINE_APP_ID`` (``client_id@host`` each), as
+    the group's coordinator describes it; empty when no worker runs.
+
+    Raises:
+        ServiceError: Kafka is unreachable (:func:`~streams.commands.access.check_kafka`).
+    """
+    await check_kafka(settings)
+    admin = make_admin(settings)
+    deadline = time.monotonic() + _COORDINATOR_WAIT
+    try:
+        await admin.start()
+        while True:  # a fresh broker has no coordinator until __consumer_offsets exists
+            try:
+                responses = await admin.describe_consumer_groups([settings.app_id])
+                break
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise ServiceError(f"cannot describe consumer group {settings.app_id}: "
+                                       f"{type(exc).__name__}") from None
+                await asyncio.sleep(0.5)  # backoff while the coordinator loads
+    finally:
+        await admin.close()
+    return sorted(f"{member['client_id']}@{member['client_host']}"
+                  for response in responses for group in response.to_object()["groups"]
+                  if group["group"] == settings.app_id for member in group["members"])
+
+
+async def _no_worker(settings: Settings, force: bool, what: str) -> None:
+    """Refuse (one line) to ``what`` while the group has members, unless ``force``."""
+    if force:
+        return
+    members = await group_members(settings)
+    if members:
+        shown = ", ".join(members[:3]) + (f" and {len(members) - 3} more"
+                                          if len(members) > 3 else "")
+        raise DriftlineError(
+            f"consumer group {settings.app_id} has {len(members)} active member"
+            f"{'' if len(members) == 1 else 's'} ({shown}): stop its workers before you "
+            f"{what}, or pass --force")

@@ -96,20 +96,35 @@ def produce(
     if feedback is not None and label_delay is not None:
         raise ConfigError("--label-delay withholds the labels of events: use it with "
                           "--synthetic or --file, not --feedback")
-    total: int | None = None
-    if feedback is not None:
-        messages: Iterable[tuple[str, dict[str, Any]]] = (
-            (constants.FEEDBACK, message) for message in feedback_file(feedback))
-    else:
+
+    def source() -> tuple[Iterable[tuple[str, dict[str, Any]]], int | None]:
+        """The (topic suffix, message) pairs to send, and how many if known."""
+        if feedback is not None:
+            return ((constants.FEEDBACK, message) for message in feedback_file(feedback)), None
         if file is not None:
             events: Iterable[dict[str, Any]] = file_events(file, label_column, model, id_column)
+            total = None
         else:
             events, total = synthetic_events(synthetic, n, drift_at, seed, model), n
         if label_delay is not None:
             low, high = parse_delay(label_delay)
-            messages, total = withhold_labels(events, low, high, seed), None
-        else:
-            messages = ((constants.EVENTS, event) for event in events)
+            return withhold_labels(events, low, high, seed), None
+        return ((constants.EVENTS, event) for event in events), total
+
+    messages, total = source()
+    try:
+        if file is not None or feedback is not None:
+            # A first pass over the whole file, before connecting: a bad line anywhere
+            # refuses it with nothing sent (not a prefix of it).
+            total = sum(1 for _ in messages)
+            messages, _ = source()
+            empty = total == 0
+        else:  # the first message checks the arguments
+            first = next(iter(messages), None)
+            empty = first is None
+            messages = itertools.chain([] if empty else [first], messages)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
     counts: Counter[str] = Counter()
 
     def counted() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -117,13 +132,8 @@ def produce(
             counts[suffix] += 1
             yield settings.topic(suffix), message
 
-    stream = counted()
-    try:  # the first message checks the arguments and opens the file, before connecting
-        first = next(stream, None)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    if first is not None:
-        asyncio.run(_produce(settings, itertools.chain([first], stream), rate, total, progress))
+    if not empty:
+        asyncio.run(_produce(settings, counted(), rate, total, progress))
     typer.echo(", ".join(f"sent {counts[suffix]} message{'' if counts[suffix] == 1 else 's'} "
                          f"to {settings.topic(suffix)}"
                          for suffix in (constants.EVENTS, constants.FEEDBACK) if counts[suffix])

@@ -2,18 +2,54 @@
 
 Before anything starts, the worker connects once to Kafka and (with checkpoints) Redis
 with its credentials, so a wrong password, certificate or address ends start-up with one
-line and exit code 1 instead of a traceback from inside a running service.
+line and exit code 1 instead of a traceback from inside a running service. A worker that
+stops on an error says why in its last log line (``worker stopped: ...``, one line) and
+exits 1.
 """
 
 import asyncio
+import logging
+import sys
 
 import faust
 
+from schemas.exceptions import DriftlineError
 from schemas.settings import Settings
 from streams import logs
 from streams.app import create_app
 from streams.commands.access import check_access
 from streams.config import load_registry
+
+log = logging.getLogger(__name__)
+
+
+class Worker(faust.Worker):
+    """Faust's worker, remembering the error its start-up failed with."""
+
+    failure: BaseException | None = None
+
+    async def start(self) -> None:
+        """Start every service; an error is kept for the last log line, then raised."""
+        try:
+            await super().start()
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+
+def why(exc: BaseException) -> str:
+    """One line saying why the worker stopped: a :class:`DriftlineError`'s own message,
+    else the exception's type and first line.
+
+    >>> why(DriftlineError("topic t.feedback has 2 partitions"))
+    'topic t.feedback has 2 partitions'
+    >>> why(ValueError("bad value\\nmore"))
+    'ValueError: bad value'
+    """
+    if isinstance(exc, DriftlineError):
+        return " ".join(str(exc).split())
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def worker() -> None:
@@ -30,5 +66,15 @@ def worker() -> None:
         loop.close()
     app = create_app(settings, registry)
     logs.configure(settings.log_level, settings.log_json)
-    faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False,
-                 redirect_stdouts=False).execute_from_commandline()
+    running = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False,
+                      redirect_stdouts=False)
+    code: int | str | None = 0
+    try:
+        running.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code
+    failure = running.failure or running.crash_reason or app.crash_reason
+    if failure is not None:  # after Faust's own shutdown lines: the last line says why
+        log.error("worker stopped: %s", why(failure))
+        sys.exit(1)
+    sys.exit(code)

@@ -3,6 +3,10 @@
 import asyncio
 import os
 import re
+from dataclasses import asdict, replace
+
+import cramjam
+import orjson
 
 from learners import checkpoint
 from learners.registry import ModelRegistry
@@ -10,12 +14,13 @@ from schemas.models_file import ModelsConfig
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
+from streams.commands.checkpoints import group_members
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.records import Record
 from streams.redis_client import make_redis
 from streams.sources import synthetic_events
-from tests.helpers import run_cli
+from tests.helpers import run_cli, wait_for
 from tests.kafka_tools import create_topic
 
 KEY = "cli-test-key-of-at-least-32-bytes!"
@@ -224,3 +229,71 @@ def test_the_worker_refuses_a_short_key_before_consuming(kafka, redis_url, topic
     assert out.returncode == 1
     assert out.stderr == ("driftline: DRIFTLINE_CHECKPOINT_KEY is 31 bytes: it must be at least "
                           "32 (e.g. `openssl rand -hex 32`)\n")
+
+
+def test_import_refuses_a_blob_declaring_a_huge_payload_in_one_line(
+        kafka, redis_url, topic_prefix, tmp_path):
+    # Signed with the source key, but its 2 GiB declared payload is ~20 bytes stored: refused
+    # from its sizes alone (the importer allocated the declared size before).
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    vendor_key = b"vendor-key-of-at-least-thirty-two-bytes"
+    header = replace(checkpoint._header(checkpoint.Where("v", "v.events", 0, "m"), 5, 1, 0.0,
+                                        "zstd"), size=checkpoint.MAX_PAYLOAD_BYTES)
+    stored = bytes(cramjam.zstd.compress(b"tiny", level=3))
+    head = orjson.dumps(asdict(header))
+    body = len(head).to_bytes(4, "big") + head + stored
+    bomb = tmp_path / "bomb.ckpt"
+    bomb.write_bytes(checkpoint.sign(body, vendor_key) + body)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path, VENDOR_KEY=vendor_key.decode())
+    refused = run_cli("checkpoints", "import", str(bomb), "default", "0",
+                      "--source-key-env", "VENDOR_KEY", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"driftline: checkpoint declares a payload of {checkpoint.MAX_PAYLOAD_BYTES} bytes from "
+        f"{len(stored)} stored; refusing to decompress more than {checkpoint.RATIO_FLOOR}\n")
+    assert "default" not in run_cli("checkpoints", "list", env=env).stdout  # nothing written
+
+
+def test_rollback_and_import_refuse_while_a_worker_of_the_group_runs(
+        kafka, redis_url, topic_prefix, tmp_path, start_worker):
+    make_versions(redis_url, topic_prefix)
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", partitions=1)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
+    exported = tmp_path / "model.ckpt"
+    assert run_cli("checkpoints", "export", "default", "0", str(exported), env=env).returncode == 0
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, app_id=f"{topic_prefix}app")
+    worker = start_worker(DRIFTLINE_CHECKPOINTS="false")  # in the group; leaves Redis alone
+    members = wait_for(lambda: asyncio.run(group_members(settings)), 120, "worker in the group")
+    assert len(members) == 1 and members[0].startswith(f"{topic_prefix}app")
+
+    refusal = (f"driftline: consumer group {topic_prefix}app has 1 active member "
+               f"({members[0]}): stop its workers before you {{}}, or pass --force\n")
+    refused = run_cli("checkpoints", "rollback", "default", "0", env=env)
+    assert (refused.returncode, refused.stderr) == (1, refusal.format("roll back"))
+    refused = run_cli("checkpoints", "import", str(exported), "copy", "0", env=env)
+    assert (refused.returncode, refused.stderr) == (1, refusal.format("import"))
+    listed = run_cli("checkpoints", "list", env=env).stdout
+    assert "copy" not in listed and "299" in listed.split("default")[1]  # nothing changed
+    forced = run_cli("checkpoints", "rollback", "default", "0", "--force", env=env)
+    assert "rolled back to offset 199 (200 learned)" in forced.stdout, forced.stderr
+
+    assert worker.stop() == 0
+    wait_for(lambda: not asyncio.run(group_members(settings)), 60, "the group is empty")
+    back = run_cli("checkpoints", "rollback", "default", "0", env=env)
+    assert back.returncode == 0, back.stderr
+    assert "rolled back to offset 99 (100 learned)" in back.stdout
+    moved = run_cli("checkpoints", "import", str(exported), "copy", "0", env=env)
+    assert moved.returncode == 0, moved.stderr
+
+
+def test_import_refuses_a_file_larger_than_any_checkpoint_without_reading_it(
+        kafka, redis_url, topic_prefix, tmp_path):
+    huge = tmp_path / "huge.ckpt"
+    with huge.open("wb") as f:  # sparse: no disk used, and never read
+        f.truncate(checkpoint.MAX_PAYLOAD_BYTES + 2 * 1024**2)
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
+    refused = run_cli("checkpoints", "import", str(huge), "default", "0", "--force", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == (f"driftline: {huge} is {huge.stat().st_size} bytes: larger than "
+                              f"any checkpoint ({checkpoint.MAX_PAYLOAD_BYTES + 1024**2} at "
+                              "most)\n")

@@ -123,7 +123,7 @@ def test_incremental_writes_restore_exactly(redis_url, topic_prefix):
     run(redis_url, topic_prefix, body)
 
 
-def test_a_zombie_write_is_refused_and_the_next_write_is_full(redis_url, topic_prefix):
+def test_a_zombie_write_is_refused_and_the_next_write_is_full(redis_url, topic_prefix, caplog):
     async def body(client, store):
         zombie = Worker(store)
         zombie.state.restore({})
@@ -145,7 +145,12 @@ def test_a_zombie_write_is_refused_and_the_next_write_is_full(redis_url, topic_p
         found, feedback, _ = await restored(store)
         assert same_store(feedback, owner.state.feedback.stores["m"])
         assert found.learners["m"][0] == owner.state.processed
-    run(redis_url, topic_prefix, body)
+    with caplog.at_level("WARNING", logger="streams.checkpointer"):
+        run(redis_url, topic_prefix, body)
+    warned = [r.getMessage() for r in caplog.records if "another writer" in r.getMessage()]
+    assert warned == ["checkpoint of m not written: its pending-predictions hash was changed "
+                      "by another writer (a worker that lost the partition?); the next "
+                      "checkpoint rewrites it in full"]
 
 
 def test_a_hash_that_is_not_the_checkpoints_is_refused(redis_url, topic_prefix):
@@ -185,3 +190,29 @@ def test_a_fallback_to_an_older_version_goes_on_without_pending_predictions(
         assert len(feedback) == 0 and offsets == {"m": -1}
         assert "no longer stored" in caplog.text
     run(redis_url, topic_prefix, body)
+
+
+def test_a_flush_while_a_write_is_in_flight_is_not_refused(redis_url, topic_prefix, caplog):
+    # The background writer has taken a snapshot and is writing it (a large one) when a
+    # revocation or shutdown flushes the partition: the flush's delta builds on that
+    # write, so it must land after it, with no "another writer" warning.
+    async def body(client, store):
+        w = Worker(store, checkpoint_snapshot="inline")
+        w.state.restore({}, 0.0, 0.0)
+        w.events(range(0, 200))
+        await w.checkpoint()
+        w.events(range(200, 15_000))  # a large delta (~15k pending predictions)
+        w.labels(range(0, 50))
+        w.cp.start()
+        w.cp.submit(w.cp.snapshot(w.state, 0.0))  # the background writer takes it
+        await asyncio.sleep(0)  # let the writer start on it (no timing assumed beyond that)
+        w.labels(range(50, 100))
+        assert await w.cp.flush(w.state, timeout=10)
+        await w.cp.stop()
+        assert w.state.durable == w.offset and w.state.fb.durable == w.fb_offset
+        found, feedback, offsets = await restored(store)
+        assert found.learners["m"][0] == w.offset and offsets == {"m": w.fb_offset}
+        assert same_store(feedback, w.state.feedback.stores["m"])
+    with caplog.at_level("WARNING"):
+        run(redis_url, topic_prefix, body)
+    assert not [r for r in caplog.records if "another writer" in r.getMessage()]

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tests.helpers import run_cli
-from tests.kafka_tools import consume, create_topic
+from tests.kafka_tools import consume, count, create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +59,25 @@ def test_conflicting_sources_are_one_line(kafka, topic_prefix, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "driftline: --label-delay withholds the labels of events: use it with --synthetic "
         "or --file, not --feedback"]
+
+
+@pytest.mark.parametrize("option, suffix, bad", [
+    ("--feedback", "feedback", b"{not json"),
+    ("--feedback", "feedback", b"[1, 2]"),
+    ("--file", "events", b"{not json"),
+    ("--file", "events", b'"a string"'),
+])
+def test_a_bad_line_in_the_middle_of_a_file_sends_nothing(kafka, topic_prefix, tmp_path,
+                                                           option, suffix, bad):
+    create_topic(kafka.bootstrap, f"{topic_prefix}{suffix}", 1)
+    path = tmp_path / "in.jsonl"
+    good = [orjson.dumps({"event_id": f"e{i}", "model": "m", "label": True,
+                          "features": {"x": i}}) for i in range(50)]
+    path.write_bytes(b"\n".join([*good[:30], bad, *good[30:]]) + b"\n")
+    result = run_cli("produce", option, str(path), "--no-progress",
+                     env=env_for(kafka, topic_prefix))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"driftline: {path}:31: not a JSON object")
+    assert result.stdout == ""
+    assert count(kafka.bootstrap, f"{topic_prefix}{suffix}") == 0

@@ -90,13 +90,42 @@ def test_a_payload_that_inflates_beyond_its_declared_size_is_refused_in_bounded_
     assert grown_kib < 64 * 1024  # far below the 2 GB the stream holds
 
 
-@pytest.mark.parametrize("size", [checkpoint.MAX_PAYLOAD_BYTES + 1, -5, "12"])
-def test_a_declared_size_out_of_bounds_is_refused_before_decompressing(size, monkeypatch):
+@pytest.mark.parametrize("size", [checkpoint.MAX_PAYLOAD_BYTES + 1, checkpoint.MAX_PAYLOAD_BYTES,
+                                  checkpoint.RATIO_FLOOR + 1, -5, "12"])
+def test_a_declared_size_out_of_bounds_is_refused_before_allocating(size, monkeypatch):
+    # 10 stored bytes may declare at most the 16 MiB floor: 2 GiB used to be allocated (and
+    # zero-filled) before decompression found the payload was 1 byte.
     blob = forged(replace(ZSTD, size=size), bytes(cramjam.zstd.compress(b"x", level=3)))
     monkeypatch.setattr(cramjam.zstd, "decompress_into", pytest.fail)
-    with pytest.raises(CheckpointError, match=r"^checkpoint declares a payload of .* bytes; "
-                                              r"refusing to decompress more than 2147483648$"):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=r"^checkpoint declares a payload of .* bytes from "
+                                              r"10 stored; refusing to decompress more than "
+                                              r"16777216$"):
         checkpoint.load(blob, WHERE, KEY)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+
+
+def test_the_declared_size_is_bounded_by_the_stored_size_times_the_ratio():
+    # 32 MiB of zeros is ~1 KB stored (a ratio far above any pickle's): refused, even though
+    # it declares its true size; the same stream at the floor's size still loads.
+    above = bytes(checkpoint.RATIO_FLOOR * 2)
+    stored = bytes(cramjam.zstd.compress(above, level=3))
+    assert len(stored) * checkpoint.MAX_RATIO < len(above)
+    with pytest.raises(CheckpointError, match=rf"^checkpoint declares a payload of {len(above)} "
+                                              rf"bytes from {len(stored)} stored; refusing"):
+        checkpoint.read_header(forged(replace(ZSTD, size=len(above)), stored), KEY)
+    at_floor = bytes(checkpoint.RATIO_FLOOR)
+    blob = seal(ZSTD, at_floor, KEY)
+    assert checkpoint.read_header(blob, KEY)[1] == at_floor
+
+
+@settings(max_examples=100, deadline=None)
+@given(stored=st.integers(0, 10**10))
+def test_max_payload_is_the_ratio_between_the_floor_and_the_cap(stored):
+    limit = checkpoint.max_payload(stored)
+    assert checkpoint.RATIO_FLOOR <= limit <= checkpoint.MAX_PAYLOAD_BYTES
+    assert limit == max(checkpoint.RATIO_FLOOR, stored * checkpoint.MAX_RATIO) or (
+        limit == checkpoint.MAX_PAYLOAD_BYTES)
 
 
 @pytest.mark.parametrize("stored, why", [

@@ -126,6 +126,7 @@ def test_alert_only_when_error_rises():
     assert result.alerts == {("clf", "error"): len(alerts)}
     assert sum(n for (_, kind), n in result.drift.items() if kind == "worse") == len(alerts)
     assert all(a["mean_after"] > a["mean_before"] and a["offset"] >= 3000 for a in alerts)
+    assert {a["topic"] for a in alerts} == {"p.events"}  # the labels came with the events
 
 
 def test_latency_origin_is_the_event_timestamp_else_the_record_time(processor):

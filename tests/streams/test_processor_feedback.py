@@ -6,7 +6,9 @@ from river import linear_model
 
 from learners.registry import ModelRegistry
 from schemas.models_file import ModelsConfig
+from schemas.outputs import DriftAlert
 from schemas.settings import Settings
+from streams.logs import TextFormatter
 from streams.processor import EventProcessor
 from streams.records import Record
 
@@ -141,3 +143,25 @@ def test_feedback_larger_than_its_limit_is_too_large():
     dead = [orjson.loads(o.value) for o in result.outputs]
     assert [d["error"]["type"] for d in dead] == ["too_large"]
     assert not proc.partitions.get(0).feedback.store("m").early
+
+
+def test_an_alert_or_log_line_from_a_label_names_the_feedback_topic(caplog):
+    # The labels flip halfway: ADWIN sees the error rise while a feedback record is handled,
+    # so the alert's offset is the feedback topic's, and says so (as does /models).
+    proc = processor()
+    n = 6000
+    records = []
+    for i in range(n):  # each label just after its event; the concept flips at n / 2
+        records += [event(i, f"e{i}", float(i % 7), T0 + 2 * i),
+                    feedback(i, f"e{i}", (i % 7 > 3) == (i < n // 2), T0 + 2 * i + 1)]
+    records.append(Record("d.feedback", 0, n, b"k", b"{not json", T0 + 2 * n))
+    with caplog.at_level("WARNING", logger="streams.processor"):
+        result = proc.process_batch(records)
+    alerts = [DriftAlert.model_validate_json(o.value) for o in result.outputs
+              if o.topic == "d.alerts"]
+    assert alerts and {(a.topic, a.signal) for a in alerts} == {("d.feedback", "error")}
+    assert all(n // 2 <= a.offset < n for a in alerts)
+    assert proc.partitions.get(0).learners["m"].last_alert["topic"] == "d.feedback"
+    dead = [r for r in caplog.records if r.getMessage().startswith("dead letter")]
+    assert [(r.topic, r.partition, r.offset) for r in dead] == [("d.feedback", 0, n)]
+    assert TextFormatter().format(dead[0]).endswith(f"topic=d.feedback partition=0 offset={n}")
