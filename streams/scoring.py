@@ -47,20 +47,6 @@ from streams.safe_json import metric_number
 log = logging.getLogger(__name__)
 
 
-class _OneLineErrors(logging.Filter):
-    """A :class:`DriftlineError` is said in one line where it happens; drop the traceback
-    mode attaches when it logs the service's crash with it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], DriftlineError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-log.addFilter(_OneLineErrors())
-
-
 class Consumer(OffsetCommitter, Positions, Protocol):
     """What the loop needs of aiokafka's ``AIOKafkaConsumer``."""
 
