@@ -4,9 +4,12 @@ Faust's own consumer and producer only serve the incidents agent and table
 (:mod:`streams.incidents`, low volume: the alerts topic); with
 ``DRIFTLINE_INCIDENTS=false`` they are switched off (documented
 :class:`BootStrategy` options). Events are consumed and outputs produced by
-:class:`streams.scoring.ScoringService`, which the app starts after its web server
-and stops first.
+:class:`streams.scoring.ScoringService`, which the app starts right after its web
+server — before Faust's consumer, agents and tables, so scoring never waits for the
+incidents agent's group — and stops first.
 """
+
+from collections.abc import Iterable
 
 import faust
 from faust.app.base import BootStrategy
@@ -43,11 +46,29 @@ class DriftlineApp(faust.App):
         if self.settings is not None and self.settings.incidents:
             await ensure_topics(self.settings)
 
-    async def on_started_init_extra_services(self) -> None:
-        """Start the scoring service once the web server runs."""
-        await super().on_started_init_extra_services()
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        """Faust's services, with the scoring service started right after the web server.
+
+        Not after Faust's own start (``on_started``, where Faust starts extra services):
+        that waits for the table manager (which sleeps 1 s before it starts its tables)
+        and for the incidents agent's group join and table recovery. After a kill -9 the
+        dead worker stays in that group (no static membership) until its session timeout,
+        so scoring waited ~6 s (of a 10 s timeout) for a group it does not use. The alerts
+        scoring publishes meanwhile wait in Kafka for the agent.
+        """
+        services = list(super().on_init_dependencies())
         if self.scoring is not None:
-            await self.add_runtime_dependency(self.scoring)
+            after_web = max((i + 1 for i, s in enumerate(services)
+                             if isinstance(s, web.OwnViewsOnly)), default=len(services))
+            services.insert(after_web, self.scoring)
+        return services
+
+    async def on_stop(self) -> None:
+        """Stop the scoring service first (finish its slice, checkpoint, commit), then
+        Faust's own services."""
+        if self.scoring is not None:
+            await self.scoring.stop()
+        await super().on_stop()
 
     def _new_web(self) -> web.OwnViewsOnly:
         """Faust's web server without Faust's own views (its index at ``/`` has no flag)."""
