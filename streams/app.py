@@ -9,10 +9,12 @@ server — before Faust's consumer, agents and tables, so scoring never waits fo
 incidents agent's group — and stops first.
 """
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 import faust
 from faust.app.base import BootStrategy
+from faust.utils import venusian as faust_venusian
 from mode import ServiceT
 
 from learners import checkpoint
@@ -40,10 +42,11 @@ class DriftlineApp(faust.App):
     settings: Settings | None = None
 
     async def on_start(self) -> None:
-        """Create the topics before Faust's consumer subscribes to the alerts topic (a
-        topic missing at its first assignment is ignored until the next metadata refresh)."""
+        """Create the topics before the scoring consumer subscribes to the events topic and
+        Faust's consumer to the alerts topic (a topic missing at its first assignment is
+        ignored until the next metadata refresh); both start after this, once."""
         await super().on_start()
-        if self.settings is not None and self.settings.incidents:
+        if self.settings is not None:
             await ensure_topics(self.settings)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
@@ -109,12 +112,28 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
                     constants.DEADLETTER_REASONS)
     metrics.declare_drift(list(registry.config.models))
     check_checkpoint_key(settings)
-    if settings.incidents:
-        incidents.install(app, settings, registry, metrics)
     processor = EventProcessor(settings, registry)
     app.scoring = scoring = ScoringService(app, settings, processor, metrics)
-    web.install(app, scoring)
+    with _without_discovery_marks():
+        if settings.incidents:
+            incidents.install(app, settings, registry, metrics)
+        web.install(app, scoring)
     return app
+
+
+@contextlib.contextmanager
+def _without_discovery_marks() -> Iterator[None]:
+    """Faust marks each agent and timer for ``app.discover()`` (venusian), which a
+    Driftline worker never calls (``autodiscover`` is off). Each mark reads its caller's
+    frame info, and the first scans the path of every loaded module
+    (``inspect.getmodule``): 0.1-0.3 s of a worker's start-up, measured. Skipped while
+    the incidents agent and the web views are installed."""
+    marks = faust_venusian.attach
+    faust_venusian.attach = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        faust_venusian.attach = marks
 
 
 def check_checkpoint_key(settings: Settings) -> None:
