@@ -64,7 +64,6 @@ def _instrumented_worker() -> None:
             (worker, "check_access", "access check (Kafka, Redis)"),
             (app.DriftlineApp, "on_start", "Faust app on_start (topic check)"),
             (scoring.ScoringService, "on_start", "scoring service start"),
-            (scoring, "ensure_topics", "scoring: topic check"),
             (rebalance.Rebalancer, "on_partitions_assigned", "assignment callback"),
             (rebalance.Rebalancer, "_restore", "restore task (until resumed)"),
             (checkpointer.Checkpointer, "restore", "restore: checkpoints from Redis")):
