@@ -4,13 +4,13 @@ Faust's own consumer and producer only serve the incidents agent and table
 (:mod:`streams.incidents`, low volume: the alerts topic); with
 ``DRIFTLINE_INCIDENTS=false`` they are switched off (documented
 :class:`BootStrategy` options). Events are consumed and outputs produced by
-:class:`streams.scoring.ScoringService`, which the app starts right after its web
-server — before Faust's consumer, agents and tables, so scoring never waits for the
-incidents agent's group — and stops first.
+:class:`streams.scoring.ScoringService`, which the app starts once its web server and
+Faust's services run — without waiting for the incidents agent's group join or table
+recovery — and stops first.
 """
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import faust
 from faust.app.base import BootStrategy
@@ -49,29 +49,21 @@ class DriftlineApp(faust.App):
         if self.settings is not None:
             await ensure_topics(self.settings)
 
-    def on_init_dependencies(self) -> Iterable[ServiceT]:
-        """Faust's services, with the scoring service started right after the web server.
+    async def on_started(self) -> None:
+        """Start the scoring service once Faust's services run, then let Faust wait for the
+        incidents agent's group join and table recovery.
 
-        Not after Faust's own start (``on_started``, where Faust starts extra services):
-        that waits for the table manager (which sleeps 1 s before it starts its tables)
-        and for the incidents agent's group join and table recovery. After a kill -9 the
-        dead worker stays in that group (no static membership) until its session timeout,
-        so scoring waited ~6 s (of a 10 s timeout) for a group it does not use. The alerts
-        scoring publishes meanwhile wait in Kafka for the agent.
+        Not after them (Faust's ``on_started_init_extra_services``): after a kill -9 the
+        dead worker stays in the agent's group (no static membership) until its session
+        timeout, so scoring waited ~6 s (of a 10 s timeout) for a group it does not use.
+        The alerts scoring publishes meanwhile wait in Kafka for the agent. Not before
+        Faust's services either: a scoring failure at start-up (a restore refused) would
+        crash them while the app is still starting them (the table manager sleeps 1 s in
+        its start), and Faust's consumer thread then fails to stop with a traceback.
         """
-        services = list(super().on_init_dependencies())
         if self.scoring is not None:
-            after_web = max((i + 1 for i, s in enumerate(services)
-                             if isinstance(s, web.OwnViewsOnly)), default=len(services))
-            services.insert(after_web, self.scoring)
-        return services
-
-    async def on_stop(self) -> None:
-        """Stop the scoring service first (finish its slice, checkpoint, commit), then
-        Faust's own services."""
-        if self.scoring is not None:
-            await self.scoring.stop()
-        await super().on_stop()
+            await self.add_runtime_dependency(self.scoring)
+        await super().on_started()
 
     def _new_web(self) -> web.OwnViewsOnly:
         """Faust's web server without Faust's own views (its index at ``/`` has no flag)."""
