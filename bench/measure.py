@@ -69,6 +69,20 @@ async def span(bootstrap: str, topic: str) -> Span:
             await consumer.stop()
 
 
+async def timestamp_at(bootstrap: str, topic: str, offset: int, partition: int = 0) -> float:
+    """The timestamp of the record at ``offset`` of ``topic``'s ``partition``, in seconds
+    since the epoch (on a LogAppendTime topic: when the broker acknowledged it)."""
+    consumer = await _consumer(bootstrap)
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        return (await asyncio.wait_for(consumer.getone(tp), 30)).timestamp / 1000.0
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
+
+
 def peak_rss_mib(pid: int) -> float:
     """Peak resident set size of a live process, MiB (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -4,12 +4,17 @@ Faust's own consumer and producer only serve the incidents agent and table
 (:mod:`streams.incidents`, low volume: the alerts topic); with
 ``DRIFTLINE_INCIDENTS=false`` they are switched off (documented
 :class:`BootStrategy` options). Events are consumed and outputs produced by
-:class:`streams.scoring.ScoringService`, which the app starts after its web server
-and stops first.
+:class:`streams.scoring.ScoringService`, which the app starts once its web server and
+Faust's services run — without waiting for the incidents agent's group join or table
+recovery — and stops first.
 """
+
+import contextlib
+from collections.abc import Iterator
 
 import faust
 from faust.app.base import BootStrategy
+from faust.utils import venusian as faust_venusian
 from mode import ServiceT
 
 from learners import checkpoint
@@ -37,17 +42,28 @@ class DriftlineApp(faust.App):
     settings: Settings | None = None
 
     async def on_start(self) -> None:
-        """Create the topics before Faust's consumer subscribes to the alerts topic (a
-        topic missing at its first assignment is ignored until the next metadata refresh)."""
+        """Create the topics before the scoring consumer subscribes to the events topic and
+        Faust's consumer to the alerts topic (a topic missing at its first assignment is
+        ignored until the next metadata refresh); both start after this, once."""
         await super().on_start()
-        if self.settings is not None and self.settings.incidents:
+        if self.settings is not None:
             await ensure_topics(self.settings)
 
-    async def on_started_init_extra_services(self) -> None:
-        """Start the scoring service once the web server runs."""
-        await super().on_started_init_extra_services()
+    async def on_started(self) -> None:
+        """Start the scoring service once Faust's services run, then let Faust wait for the
+        incidents agent's group join and table recovery.
+
+        Not after them (Faust's ``on_started_init_extra_services``): after a kill -9 the
+        dead worker stays in the agent's group (no static membership) until its session
+        timeout, so scoring waited ~6 s (of a 10 s timeout) for a group it does not use.
+        The alerts scoring publishes meanwhile wait in Kafka for the agent. Not before
+        Faust's services either: a scoring failure at start-up (a restore refused) would
+        crash them while the app is still starting them (the table manager sleeps 1 s in
+        its start), and Faust's consumer thread then fails to stop with a traceback.
+        """
         if self.scoring is not None:
             await self.add_runtime_dependency(self.scoring)
+        await super().on_started()
 
     def _new_web(self) -> web.OwnViewsOnly:
         """Faust's web server without Faust's own views (its index at ``/`` has no flag)."""
@@ -88,12 +104,28 @@ def create_app(settings: Settings, registry: ModelRegistry) -> DriftlineApp:
                     constants.DEADLETTER_REASONS)
     metrics.declare_drift(list(registry.config.models))
     check_checkpoint_key(settings)
-    if settings.incidents:
-        incidents.install(app, settings, registry, metrics)
     processor = EventProcessor(settings, registry)
     app.scoring = scoring = ScoringService(app, settings, processor, metrics)
-    web.install(app, scoring)
+    with _without_discovery_marks():
+        if settings.incidents:
+            incidents.install(app, settings, registry, metrics)
+        web.install(app, scoring)
     return app
+
+
+@contextlib.contextmanager
+def _without_discovery_marks() -> Iterator[None]:
+    """Faust marks each agent and timer for ``app.discover()`` (venusian), which a
+    Driftline worker never calls (``autodiscover`` is off). Each mark reads its caller's
+    frame info, and the first scans the path of every loaded module
+    (``inspect.getmodule``): 0.1-0.3 s of a worker's start-up, measured. Skipped while
+    the incidents agent and the web views are installed."""
+    marks = faust_venusian.attach
+    faust_venusian.attach = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        faust_venusian.attach = marks
 
 
 def check_checkpoint_key(settings: Settings) -> None:

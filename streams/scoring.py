@@ -33,7 +33,7 @@ from streams import undecodable
 from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
 from streams.commits import Committer, OffsetCommitter
-from streams.kafka_clients import ensure_topics, make_consumer, make_producer, subscribe
+from streams.kafka_clients import make_consumer, make_producer, subscribe
 from streams.merge import Merger
 from streams.metrics import Metrics
 from streams.output import OutputSender
@@ -271,9 +271,10 @@ class ScoringService(Service):
             model_gauges(self.metrics, self.processor.partitions)
 
     async def on_start(self) -> None:
-        """Create missing topics and the clients, join the consumer group, start the loop."""
+        """Create the clients, join the consumer group, start the loop (the topics exist:
+        the app created the missing ones just before:
+        :meth:`streams.app.DriftlineApp.on_start`)."""
         settings = self.settings
-        await ensure_topics(settings)
         producer = make_producer(settings)
         await producer.start()
         self._closers.append(producer.stop)
