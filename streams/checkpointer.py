@@ -61,6 +61,9 @@ class Checkpointer:
         self.partitions = partitions
         self.clock = clock
         self._pending: dict[int, SnapshotJob] = {}
+        #: partition -> resolved once the background writer is done with the job it took
+        #: (a flush waits for it: two writers of one pending hash would refuse each other)
+        self._inflight: dict[int, asyncio.Future[None]] = {}
         #: partition -> bytes of its last snapshot (``auto``: fork once it is large).
         self._sizes: dict[int, int] = {}
         #: partition -> (generation, offset, checkpoint of each model, feedback offset)
@@ -207,16 +210,24 @@ class Checkpointer:
             self._wake.clear()
             while self._pending:
                 partition = next(iter(self._pending))
-                snap = await self._taken(self._pending.pop(partition))
-                if snap is None:
-                    continue
-                if await self._write(snap):
+                job = self._pending.pop(partition)
+                done = self._inflight[partition] = asyncio.get_running_loop().create_future()
+                try:
+                    snap = await self._taken(job)
+                    if snap is None:
+                        continue
+                    written = await self._write(snap)
+                    if not written and self._current(snap):
+                        newer = self._pending.get(partition)
+                        self._pending[partition] = (SnapshotJob(snap) if newer is None
+                                                    else newer.after(snap))
+                finally:
+                    if self._inflight.get(partition) is done:
+                        del self._inflight[partition]
+                    done.set_result(None)
+                if written:
                     backoff = 0.1
                     continue
-                if self._current(snap):
-                    newer = self._pending.get(partition)
-                    self._pending[partition] = (SnapshotJob(snap) if newer is None
-                                                else newer.after(snap))
                 await asyncio.sleep(backoff)  # backoff while Redis is unreachable
                 backoff = min(backoff * 2, 5.0)
 
@@ -259,7 +270,19 @@ class Checkpointer:
 
     async def flush(self, state: PartitionState, timeout: float) -> bool:
         """Checkpoint ``state`` now (revocation, shutdown); False if Redis would not take it
-        (or its learners are not in step with delivery, so must not be checkpointed)."""
+        (or its learners are not in step with delivery, so must not be checkpointed).
+        Waits first for a write the background writer has in hand for the partition (its
+        pending-hash delta must land before this one's)."""
+        deadline = time.monotonic() + timeout
+        inflight = self._inflight.get(state.partition)
+        if inflight is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(inflight), timeout)
+            except TimeoutError:
+                log.error("checkpoint not written: the previous write is still in progress; "
+                          "the next owner replays from the last written checkpoint",
+                          extra={"partition": state.partition})
+                return False
         older = self._pending.pop(state.partition, None)
         if not state.in_step:
             if older is not None:
@@ -271,7 +294,6 @@ class Checkpointer:
             return True
         if older is not None:
             older.cancel()
-        deadline = time.monotonic() + timeout
         job = self.snapshot(state, time.monotonic())
         snap = await self._taken(job if older is None else job.after(older.taken))
         if snap is None:

@@ -203,11 +203,24 @@ def test_a_flush_while_a_write_is_in_flight_is_not_refused(redis_url, topic_pref
         await w.checkpoint()
         w.events(range(200, 15_000))  # a large delta (~15k pending predictions)
         w.labels(range(0, 50))
+        entered, gate = asyncio.Event(), asyncio.Event()
+        save_pending = store.save_pending
+
+        async def held(*args, **kwargs):  # the background write waits at the gate
+            if not entered.is_set():
+                entered.set()
+                await gate.wait()
+            return await save_pending(*args, **kwargs)
+
+        store.save_pending = held
         w.cp.start()
         w.cp.submit(w.cp.snapshot(w.state, 0.0))  # the background writer takes it
-        await asyncio.sleep(0)  # let the writer start on it (no timing assumed beyond that)
+        await asyncio.wait_for(entered.wait(), 10)  # ... and is writing it
         w.labels(range(50, 100))
-        assert await w.cp.flush(w.state, timeout=10)
+        flushing = asyncio.ensure_future(w.cp.flush(w.state, timeout=10))
+        await asyncio.sleep(0.05)  # the flush is under way while the write is held
+        gate.set()
+        assert await flushing
         await w.cp.stop()
         assert w.state.durable == w.offset and w.state.fb.durable == w.fb_offset
         found, feedback, offsets = await restored(store)
