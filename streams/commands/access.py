@@ -6,6 +6,7 @@ Messages never hold a secret of the settings (:func:`_scrub`).
 """
 
 import asyncio
+import socket
 import ssl
 from urllib.parse import urlsplit
 
@@ -99,3 +100,28 @@ async def check_access(settings: Settings) -> None:
     await check_kafka(settings)
     if settings.checkpoints:
         await check_redis(settings)
+
+
+def check_web_port(settings: Settings) -> None:
+    """Refuse to start when the web server's address (``/metrics``, ``/health``) is taken,
+    e.g. by another worker on this host: one line instead of Faust's traceback.
+
+    Raises:
+        ServiceError: the port cannot be bound (in use, or not allowed).
+
+    >>> check_web_port(Settings(web_port=0))  # any free port: nothing to check
+    """
+    if settings.web_port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.web_host, settings.web_port, type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            probe.bind(address)
+    except OSError as exc:
+        raise ServiceError(
+            f"the web port {settings.web_host}:{settings.web_port} cannot be used "
+            f"({exc.strerror or exc}): another worker on this host? Give each worker its "
+            "own DRIFTLINE_WEB_PORT") from None

@@ -17,7 +17,7 @@ from schemas.exceptions import DriftlineError
 from schemas.settings import Settings
 from streams import logs
 from streams.app import create_app
-from streams.commands.access import check_access
+from streams.commands.access import check_access, check_web_port
 from streams.config import load_registry
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def worker() -> None:
     """
     settings = Settings()
     registry = load_registry(settings)
+    check_web_port(settings)
     loop = asyncio.new_event_loop()  # not the current loop: Faust makes its own
     try:
         loop.run_until_complete(check_access(settings))

@@ -94,3 +94,19 @@ def test_produce_arguments_are_checked_before_connecting(tmp_path, args, expecte
     result = run_cli("produce", *argv, env=_unreachable_env(tmp_path, _closed_port()))
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.splitlines() == [expected.format(tmp=tmp_path)]
+
+
+def test_worker_with_a_taken_web_port_is_one_line(tmp_path):
+    """A second worker on one host (same DRIFTLINE_WEB_PORT): one line before it connects
+    to anything (was Faust's 40-line traceback)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "DRIFTLINE_WEB_PORT": str(port),
+               "DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "DRIFTLINE_CHECKPOINTS": "false"}
+        result = run_cli("worker", env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"driftline: the web port 127.0.0.1:{port} cannot be used (Address already in use): "
+        "another worker on this host? Give each worker its own DRIFTLINE_WEB_PORT"]
