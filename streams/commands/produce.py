@@ -78,7 +78,8 @@ def produce(
     seed: int = typer.Option(42, help="Seed of the synthetic stream."),
     file: Path = typer.Option(None, help="CSV (with header) or JSONL file of events/rows."),
     label_column: str = typer.Option(None, help="Column holding the label (CSV/JSONL rows)."),
-    id_column: str = typer.Option(None, help="Column holding the event id (default: row number)."),
+    id_column: str = typer.Option(None, help="Column holding the event id (default: "
+                                             "<file stem>-<row index from 0>)."),
     model: str = typer.Option(constants.DEFAULT_MODEL, help="Model name written in each event."),
     feedback: Path = typer.Option(None, help="JSONL file of feedback messages (late labels) "
                                              "to send to the feedback topic."),
