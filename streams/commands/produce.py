@@ -17,6 +17,7 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.commands.access import check_kafka
+from streams.config import load_models
 from streams.kafka_clients import ensure_topics, make_producer
 from streams.sources import (
     feedback_file,
@@ -98,6 +99,9 @@ def produce(
         raise ConfigError("--label-delay withholds the labels of events: use it with "
                           "--synthetic or --file, not --feedback")
 
+    if feedback is None:
+        _warn_unknown_model(settings, model)
+
     def source() -> tuple[Iterable[tuple[str, dict[str, Any]]], int | None]:
         """The (topic suffix, message) pairs to send, and how many if known."""
         if feedback is not None:
@@ -139,6 +143,22 @@ def produce(
                          f"to {settings.topic(suffix)}"
                          for suffix in (constants.EVENTS, constants.FEEDBACK) if counts[suffix])
                or "sent nothing")
+
+
+def _warn_unknown_model(settings: Settings, model: str) -> None:
+    """One line on stderr when the worker's models file (``DRIFTLINE_MODELS``, else the
+    built-in ``default``) has no model ``model``: the worker would dead-letter every event
+    as ``unknown_model``. Silent when the models file cannot be read or parsed here (the
+    worker may run elsewhere)."""
+    try:
+        known = load_models(settings.models).models
+    except ConfigError:
+        return
+    if model not in known:
+        where = settings.models or "the built-in models file"
+        typer.echo(f"driftline: warning: model '{model}' is not in {where} "
+                   f"(models: {', '.join(known)}): the worker makes its events "
+                   "unknown_model dead letters", err=True)
 
 
 async def _produce(settings: Settings, messages: Iterable[tuple[str, dict[str, Any]]],

@@ -120,3 +120,22 @@ def test_an_empty_id_cell_sends_nothing(kafka, topic_prefix, tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"driftline: {path}:3: no event id in column 'id'"]
     assert count(kafka.bootstrap, f"{topic_prefix}events") == 0
+
+
+def test_a_model_the_models_file_lacks_is_a_one_line_warning(kafka, topic_prefix, tmp_path):
+    create_topic(kafka.bootstrap, f"{topic_prefix}events", 1)
+    env = {k: v for k, v in env_for(kafka, topic_prefix).items() if k != "DRIFTLINE_MODELS"}
+    result = run_cli("produce", "--synthetic", "sea", "--n", "5", "--model", "fraud",
+                     "--no-progress", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "driftline: warning: model 'fraud' is not in the built-in models file "
+        "(models: default): the worker makes its events unknown_model dead letters"]
+    assert result.stdout.strip() == f"sent 5 messages to {topic_prefix}events"
+    models = tmp_path / "models.toml"
+    models.write_text('[models.fraud]\ntask = "classification"\n')
+    result = run_cli("produce", "--synthetic", "sea", "--n", "5", "--model", "fraud",
+                     "--no-progress", env={**env, "DRIFTLINE_MODELS": str(models)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert count(kafka.bootstrap, f"{topic_prefix}events") == 10
