@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from river.datasets import synth
 
 from schemas.constants import EVENTS, FEEDBACK
+from schemas.event import Event
 from schemas.exceptions import ConfigError
+from schemas.feedback import Feedback
 
 #: name -> (concept before the drift, concept after): SEA variants change the
 #: threshold of x0 + x1 (8 -> 9.5), an abrupt concept drift River documents.
@@ -72,37 +75,81 @@ def file_events(path: Path, label_column: str | None, model: str,
                 id_column: str | None = None) -> Iterator[dict[str, Any]]:
     """Events from a CSV (header row) or JSONL file; other columns become features.
 
-    A JSONL line that already has ``features`` is taken as an event as it is
-    (``model`` filled in if missing).
+    The event id is ``id_column``'s cell, else ``<file stem>-<row index from 0>``. A JSONL
+    line that already has ``features`` is taken as an event as it is (``model`` filled in
+    if missing) and must match the event schema. Errors (:class:`ConfigError`, one line):
+    a ``label_column`` or ``id_column`` the CSV header (or every JSONL row) lacks, an empty
+    id cell, a line that is not a JSON object or not a valid event.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "data.csv"
+    >>> _ = path.write_text("a,y\\n1,true\\n")
+    >>> list(file_events(path, "y", "default"))
+    [{'event_id': 'data-0', 'model': 'default', 'features': {'a': 1}, 'label': True}]
+    >>> list(file_events(path, "nosuch", "default"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    schemas.exceptions.ConfigError: .../data.csv: no column 'nosuch' (columns: a, y)
     """
+    wanted = [column for column in (label_column, id_column) if column]
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open("rb") as handle:
-            for i, line in enumerate(handle):
-                if line.strip():
-                    try:
-                        row = orjson.loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        raise ConfigError(f"{path}:{i + 1}: not a JSON object: {exc}") from None
-                    if not isinstance(row, dict):
-                        raise ConfigError(f"{path}:{i + 1}: not a JSON object")
-                    yield _row_event(row, i, path, label_column, model, id_column)
+        if wanted:  # a first pass: a key no plain row has is a typo, not a gap
+            columns: dict[str, None] = {}  # in order of appearance
+            for _, row in _jsonl_rows(path):
+                if "features" not in row:
+                    columns.update(dict.fromkeys(row))
+            if columns:
+                _check_columns(path, wanted, list(columns))
+        for number, row in _jsonl_rows(path):
+            where = f"{path}:{number}"
+            if "features" in row:
+                yield _validated(Event, {"model": model, **row}, where)
+            else:
+                yield _row_event(row, number - 1, where, path, label_column, model, id_column)
         return
     with path.open(newline="") as handle:
-        for i, row in enumerate(csv.DictReader(handle)):
+        reader = csv.DictReader(handle)
+        _check_columns(path, wanted, list(reader.fieldnames or []))
+        for i, row in enumerate(reader):
             typed = {k: (_number(v) if v != "" else None) for k, v in row.items()}
-            yield _row_event(typed, i, path, label_column, model, id_column)
+            yield _row_event(typed, i, f"{path}:{reader.line_num}", path, label_column, model,
+                             id_column)
 
 
-def _row_event(row: dict[str, Any], i: int, path: Path, label_column: str | None,
+def _check_columns(path: Path, wanted: list[str], columns: list[str]) -> None:
+    for column in wanted:
+        if column not in columns:
+            raise ConfigError(f"{path}: no column '{column}' (columns: {', '.join(columns)})")
+
+
+def _row_event(row: dict[str, Any], i: int, where: str, path: Path, label_column: str | None,
                model: str, id_column: str | None) -> dict[str, Any]:
-    if "features" in row:
-        return {"model": model, **row}
+    """The event of row ``i`` (``where``: file:line, for errors) of a CSV or JSONL file."""
     label = row.pop(label_column, None) if label_column else None
-    event_id = str(row.pop(id_column)) if id_column else f"{path.stem}-{i}"
+    if id_column:
+        cell = row.pop(id_column, None)
+        if cell is None or str(cell) == "":
+            raise ConfigError(f"{where}: no event id in column '{id_column}'")
+        event_id = str(cell)
+    else:
+        event_id = f"{path.stem}-{i}"
     event: dict[str, Any] = {"event_id": event_id, "model": model, "features": row}
     if label is not None:
         event["label"] = label
     return event
+
+
+def _validated(schema: type[BaseModel], message: dict[str, Any],
+               where: str) -> dict[str, Any]:
+    """``message`` as it is if it matches ``schema``, else a one-line :class:`ConfigError`
+    naming ``where`` (file:line) and the first error."""
+    try:
+        schema.model_validate(message)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{where}: {field + ': ' if field else ''}{first['msg']}") from None
+    return message
 
 
 def withhold_labels(events: Iterable[dict[str, Any]], min_delay: int, max_delay: int,
@@ -157,17 +204,25 @@ def parse_delay(text: str) -> tuple[int, int]:
                           "events") from None
 
 
-def feedback_file(path: Path) -> Iterator[dict[str, Any]]:
-    """Feedback messages from a JSONL file, one object a line, sent as they are (the worker
-    validates them; an invalid one becomes a dead letter there)."""
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number from 1, object) of each non-blank line of a JSONL file; a line that is
+    not a JSON object is a one-line :class:`ConfigError` ``file:line: ...``."""
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                message = orjson.loads(line)
+                row = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise ConfigError(f"{path}:{number}: not a JSON object: {exc}") from None
-            if not isinstance(message, dict):
+            if not isinstance(row, dict):
                 raise ConfigError(f"{path}:{number}: not a JSON object")
-            yield message
+            yield number, row
+
+
+def feedback_file(path: Path) -> Iterator[dict[str, Any]]:
+    """Feedback messages from a JSONL file, one object a line, sent as they are; each must
+    match the feedback schema (:class:`schemas.feedback.Feedback`), else a one-line
+    :class:`ConfigError` ``file:line: field: first error``."""
+    for number, message in _jsonl_rows(path):
+        yield _validated(Feedback, message, f"{path}:{number}")

@@ -17,6 +17,7 @@ from schemas import constants
 from schemas.exceptions import ConfigError
 from schemas.settings import Settings
 from streams.commands.access import check_kafka
+from streams.config import load_models
 from streams.kafka_clients import ensure_topics, make_producer
 from streams.sources import (
     feedback_file,
@@ -78,7 +79,8 @@ def produce(
     seed: int = typer.Option(42, help="Seed of the synthetic stream."),
     file: Path = typer.Option(None, help="CSV (with header) or JSONL file of events/rows."),
     label_column: str = typer.Option(None, help="Column holding the label (CSV/JSONL rows)."),
-    id_column: str = typer.Option(None, help="Column holding the event id (default: row number)."),
+    id_column: str = typer.Option(None, help="Column holding the event id (default: "
+                                             "<file stem>-<row index from 0>)."),
     model: str = typer.Option(constants.DEFAULT_MODEL, help="Model name written in each event."),
     feedback: Path = typer.Option(None, help="JSONL file of feedback messages (late labels) "
                                              "to send to the feedback topic."),
@@ -96,6 +98,9 @@ def produce(
     if feedback is not None and label_delay is not None:
         raise ConfigError("--label-delay withholds the labels of events: use it with "
                           "--synthetic or --file, not --feedback")
+
+    if feedback is None:
+        _warn_unknown_model(settings, model)
 
     def source() -> tuple[Iterable[tuple[str, dict[str, Any]]], int | None]:
         """The (topic suffix, message) pairs to send, and how many if known."""
@@ -138,6 +143,22 @@ def produce(
                          f"to {settings.topic(suffix)}"
                          for suffix in (constants.EVENTS, constants.FEEDBACK) if counts[suffix])
                or "sent nothing")
+
+
+def _warn_unknown_model(settings: Settings, model: str) -> None:
+    """One line on stderr when the worker's models file (``DRIFTLINE_MODELS``, else the
+    built-in ``default``) has no model ``model``: the worker would dead-letter every event
+    as ``unknown_model``. Silent when the models file cannot be read or parsed here (the
+    worker may run elsewhere)."""
+    try:
+        known = load_models(settings.models).models
+    except ConfigError:
+        return
+    if model not in known:
+        where = settings.models or "the built-in models file"
+        typer.echo(f"driftline: warning: model '{model}' is not in {where} "
+                   f"(models: {', '.join(known)}): the worker makes its events "
+                   "unknown_model dead letters", err=True)
 
 
 async def _produce(settings: Settings, messages: Iterable[tuple[str, dict[str, Any]]],

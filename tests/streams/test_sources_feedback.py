@@ -51,17 +51,37 @@ def test_reversed_delay_is_refused():
         list(withhold_labels([], 5, 1, 0))
 
 
-def test_feedback_file_sends_objects_as_they_are(tmp_path):
+def test_feedback_file_sends_valid_feedback_as_it_is(tmp_path):
     path = tmp_path / "labels.jsonl"
-    path.write_bytes(b'{"event_id": "a", "model": "m", "label": true}\n\n{"anything": 1}\n')
+    path.write_bytes(b'{"event_id": "a", "model": "m", "label": true}\n\n'
+                     b'{"event_id": "b", "model": "m", "label": 2, "extra": 1}\n')
     assert list(feedback_file(path)) == [
-        {"event_id": "a", "model": "m", "label": True}, {"anything": 1}]
-    path.write_bytes(b'{"event_id": "a"}\n[1]\n')
+        {"event_id": "a", "model": "m", "label": True},
+        {"event_id": "b", "model": "m", "label": 2, "extra": 1}]
+    path.write_bytes(b'{"event_id": "a", "model": "m", "label": true}\n[1]\n')
     with pytest.raises(ConfigError, match=r"labels.jsonl:2: not a JSON object"):
         list(feedback_file(path))
     path.write_bytes(b"{oops\n")
     with pytest.raises(ConfigError, match=r"labels.jsonl:1: not a JSON object"):
         list(feedback_file(path))
+
+
+@pytest.mark.parametrize("bad, error", [
+    (b'{"event_id": "u2", "model": "default", "label": [1]}', "label."),
+    (b'{"event_id": "u2", "model": "default"}', "label: Field required"),
+    (b'{"anything": 1}', "event_id: Field required"),
+    (b'{"event_id": "", "model": "default", "label": 1}', "event_id: "),
+])
+def test_feedback_that_is_json_but_not_feedback_names_its_line(tmp_path, bad, error):
+    path = tmp_path / "labels.jsonl"
+    good = b'{"event_id": "u1", "model": "default", "label": true}'
+    path.write_bytes(b"\n".join([good, bad, good]) + b"\n")
+    messages = feedback_file(path)
+    assert next(messages) == {"event_id": "u1", "model": "default", "label": True}
+    with pytest.raises(ConfigError) as info:
+        next(messages)
+    assert str(info.value).startswith(f"{path}:2: {error}")
+    assert "\n" not in str(info.value)
 
 
 def test_feedback_messages_are_valid_json():
