@@ -188,9 +188,11 @@ def test_a_revocation_during_a_pending_write_commits_only_what_is_written():
         assert store.saved == {}
         revoke = asyncio.create_task(loop.rebalancer.on_partitions_revoked(
             [TopicPartition(TOPIC, 0)]))
-        await wait_until(lambda: store.held == 2)  # and so did the revocation's flush
-        assert consumer.commits == []  # nothing durable yet: nothing committed
-        store.gate.set()  # Redis answers: the revocation's own flush and the pending write
+        await wait_until(lambda: loop.lock.locked())  # the revocation is flushing
+        # ... and its flush waits for the write in hand (a second writer of the partition's
+        # pending hash would be refused): no second write, nothing durable, no commit
+        assert store.held == 1 and consumer.commits == [] and not revoke.done()
+        store.gate.set()  # Redis answers the pending write; the flush finds it durable
         await revoke
         await cp.stop()
         return consumer, store, loop
