@@ -46,6 +46,30 @@ _COORDINATOR_WAIT = 15.0
 _MAX_FILE_BYTES = checkpoint.MAX_PAYLOAD_BYTES + 1024**2
 
 
+def _read_bounded(file: Path) -> bytes:
+    """The bytes of a regular ``file`` of at most ``_MAX_FILE_BYTES`` (no checkpoint is
+    larger); what is read is bounded too, so a file growing meanwhile, a pipe or a device
+    (``/dev/zero``: size 0) is refused in one line instead of filling memory.
+
+    Raises:
+        ConfigError: not a regular file, unreadable, or larger than any checkpoint.
+    """
+    try:
+        if not file.is_file():
+            raise ConfigError(f"{file}: not a regular file")
+        if (size := file.stat().st_size) > _MAX_FILE_BYTES:  # not read at all
+            raise ConfigError(f"{file} is {size} bytes: larger than any checkpoint "
+                              f"({_MAX_FILE_BYTES} at most)")
+        with file.open("rb") as handle:
+            blob = handle.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{file}: {exc.strerror or exc}") from None
+    if len(blob) > _MAX_FILE_BYTES:
+        raise ConfigError(f"{file} grew while it was read: larger than any checkpoint "
+                          f"({_MAX_FILE_BYTES} at most)")
+    return blob
+
+
 def _run(action: Callable[[CheckpointStore, Settings], Awaitable[T]]) -> T:
     settings = Settings()
     key = checkpoint.signing_key(
@@ -167,14 +191,7 @@ def import_(file: Path, model: str, partition: int,
         if spec is None:
             raise ConfigError(f"model {model} is not in the models file: add it first")
         source_key = checkpoint.signing_key(os.environ.get(source_key_env), source_key_env)
-        try:
-            size = file.stat().st_size
-            if size > _MAX_FILE_BYTES:  # not read into memory: no checkpoint is that large
-                raise ConfigError(f"{file} is {size} bytes: larger than any checkpoint "
-                                  f"({_MAX_FILE_BYTES} at most)")
-            blob = file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{file}: {exc.strerror or exc}") from None
+        blob = _read_bounded(file)
         offset = await _end_offset(settings, partition) - 1
         moved = checkpoint.rebrand(blob, source_key, store.where(partition, model), offset,
                                    store.key, time.time(), spec=spec)

@@ -4,9 +4,11 @@ import asyncio
 import os
 import re
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import cramjam
 import orjson
+import pytest
 
 from learners import checkpoint
 from learners.registry import ModelRegistry
@@ -297,3 +299,18 @@ def test_import_refuses_a_file_larger_than_any_checkpoint_without_reading_it(
     assert refused.stderr == (f"driftline: {huge} is {huge.stat().st_size} bytes: larger than "
                               f"any checkpoint ({checkpoint.MAX_PAYLOAD_BYTES + 1024**2} at "
                               "most)\n")
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_import_refuses_a_file_that_is_not_a_regular_file_without_reading_it(
+        kafka, redis_url, topic_prefix, tmp_path, kind):
+    """/dev/zero or a pipe reports size 0: refused before reading (it filled memory)."""
+    if kind == "device":
+        source = Path("/dev/zero")
+    else:
+        source = tmp_path / "pipe"
+        os.mkfifo(source)  # nobody writes: reading it would block
+    env = cli_env(kafka, redis_url, topic_prefix, tmp_path)
+    refused = run_cli("checkpoints", "import", str(source), "default", "0", "--force", env=env)
+    assert (refused.returncode, refused.stderr) == (1, f"driftline: {source}: not a regular "
+                                                       "file\n")
