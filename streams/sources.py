@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from river.datasets import synth
 
-from schemas.constants import EVENTS, FEEDBACK
+from schemas.constants import EVENTS, FEEDBACK, MAX_EVENT_BYTES, MAX_FEEDBACK_BYTES
 from schemas.event import Event
 from schemas.exceptions import ConfigError
 from schemas.feedback import Feedback
@@ -109,11 +109,14 @@ def file_events(path: Path, label_column: str | None, model: str,
         return
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        _check_columns(path, wanted, list(reader.fieldnames or []))
-        for i, row in enumerate(reader):
-            typed = {k: (_number(v) if v != "" else None) for k, v in row.items()}
-            yield _row_event(typed, i, f"{path}:{reader.line_num}", path, label_column, model,
-                             id_column)
+        try:
+            _check_columns(path, wanted, list(reader.fieldnames or []))
+            for i, row in enumerate(reader):
+                typed = {k: (_number(v) if v != "" else None) for k, v in row.items()}
+                yield _row_event(typed, i, f"{path}:{reader.line_num}", path, label_column,
+                                 model, id_column)
+        except csv.Error as exc:  # e.g. a cell beyond the csv module's field size limit
+            raise ConfigError(f"{path}:{reader.line_num}: {exc}") from None
 
 
 def _check_columns(path: Path, wanted: list[str], columns: list[str]) -> None:
@@ -204,13 +207,19 @@ def parse_delay(text: str) -> tuple[int, int]:
                           "events") from None
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(path: Path, limit: int = MAX_EVENT_BYTES) -> Iterator[
+        tuple[int, dict[str, Any]]]:
     """(line number from 1, object) of each non-blank line of a JSONL file; a line that is
-    not a JSON object is a one-line :class:`ConfigError` ``file:line: ...``."""
+    not a JSON object, or longer than ``limit`` bytes (the worker would only dead-letter it
+    as ``too_large``; the broker may refuse it), is a one-line :class:`ConfigError`
+    ``file:line: ...``."""
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            if len(line.rstrip(b"\r\n")) > limit:
+                raise ConfigError(f"{path}:{number}: the line is {len(line)} bytes; a message "
+                                  f"takes at most {limit}")
             try:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
@@ -224,5 +233,5 @@ def feedback_file(path: Path) -> Iterator[dict[str, Any]]:
     """Feedback messages from a JSONL file, one object a line, sent as they are; each must
     match the feedback schema (:class:`schemas.feedback.Feedback`), else a one-line
     :class:`ConfigError` ``file:line: field: first error``."""
-    for number, message in _jsonl_rows(path):
+    for number, message in _jsonl_rows(path, MAX_FEEDBACK_BYTES):
         yield _validated(Feedback, message, f"{path}:{number}")

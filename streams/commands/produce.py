@@ -121,7 +121,15 @@ def produce(
         if file is not None or feedback is not None:
             # A first pass over the whole file, before connecting: a bad line anywhere
             # refuses it with nothing sent (not a prefix of it).
-            total = sum(1 for _ in messages)
+            total = 0
+            for suffix, message in messages:
+                total += 1
+                size = len(orjson.dumps(message))
+                limit = (constants.MAX_FEEDBACK_BYTES if suffix == constants.FEEDBACK
+                         else constants.MAX_EVENT_BYTES)
+                if size > limit:  # the worker would only dead-letter it as too_large
+                    raise ConfigError(f"{file or feedback}: message {total} is {size} bytes; "
+                                      f"a message takes at most {limit}")
             messages, _ = source()
             empty = total == 0
         else:  # the first message checks the arguments

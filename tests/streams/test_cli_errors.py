@@ -110,3 +110,14 @@ def test_worker_with_a_taken_web_port_is_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"driftline: the web port 127.0.0.1:{port} cannot be used (Address already in use): "
         "another worker on this host? Give each worker its own DRIFTLINE_WEB_PORT"]
+
+
+def test_produce_refuses_a_message_larger_than_the_worker_takes_before_connecting(tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(20)) + "\n"
+                    + ",".join(["b" * 100_000] * 20) + "\n")
+    env = {**os.environ, "DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # never reached
+    result = run_cli("produce", "--file", str(wide), "--no-progress", env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"driftline: {wide}: message 1 is 2000222 bytes; a message takes at most 1048576"]

@@ -72,3 +72,28 @@ def test_jsonl_events_must_match_the_event_schema(tmp_path):
     assert next(events) == {"model": "m", "event_id": "e1", "features": {"x": 1}}
     with pytest.raises(ConfigError, match=rf"^{path}:2: features: "):
         next(events)
+
+
+def test_a_line_longer_than_a_message_names_its_line(tmp_path):
+    """Refused before anything is sent (was a 55-line MessageSizeTooLargeError traceback
+    after the lines before it were sent: attacker)."""
+    from schemas.constants import MAX_EVENT_BYTES, MAX_FEEDBACK_BYTES
+    from streams.sources import feedback_file
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"a": 1}\n{"a": "' + "x" * MAX_EVENT_BYTES + '"}\n')
+    with pytest.raises(ConfigError, match=rf"events.jsonl:2: the line is \d+ bytes; a "
+                                          rf"message takes at most {MAX_EVENT_BYTES}$"):
+        list(file_events(events, None, "default"))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"event_id": "e", "model": "m", "label": "' + "y" * MAX_FEEDBACK_BYTES
+                      + '"}\n')
+    with pytest.raises(ConfigError, match=rf"labels.jsonl:1: .* at most {MAX_FEEDBACK_BYTES}$"):
+        list(feedback_file(labels))
+
+
+def test_a_csv_cell_beyond_the_field_limit_is_one_line(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("x,y\n1,true\n" + "a" * 200_000 + ",true\n")
+    with pytest.raises(ConfigError, match=r"big.csv:2: field larger than field limit"):
+        list(file_events(path, "y", "default"))
