@@ -8,6 +8,7 @@ however it ends.
 """
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,13 @@ import pytest
 
 from streams.localservices.kafka import KafkaBroker, cluster_id_of, kafka_version
 from streams.localservices.redis import RedisServer
+
+# A test run started as a background job of a non-interactive shell (`cmd &` in a script,
+# as CI runners may) inherits SIGINT ignored, and so would every process it starts: the
+# Ctrl-C tests (demo, interrupted test run) would wait for a signal their child ignores.
+# Ctrl-C behaves here as in a terminal: the default handler, which children get as default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
