@@ -114,7 +114,11 @@ class Rebalancer(ConsumerRebalanceListener):
                 self.restoring[partition] = asyncio.create_task(
                     self._restore(tps, state), name=f"driftline-restore-{partition}")
             self.metrics.assigned.set(len(self.partitions))
-        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        log.info("partitions assigned: %s", ", ".join(
+            f"{topic} {sorted(numbers)}" for topic, numbers in sorted(by_topic.items())))
 
     async def stop(self) -> None:
         """Cancel every restore in flight."""

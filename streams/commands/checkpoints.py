@@ -46,6 +46,25 @@ _COORDINATOR_WAIT = 15.0
 _MAX_FILE_BYTES = checkpoint.MAX_PAYLOAD_BYTES + 1024**2
 
 
+def _version(blobs: list[bytes], model: str, partition: int, version: int) -> bytes:
+    """Stored version ``version`` (0: the newest) of ``blobs``.
+
+    >>> _version([b"new", b"old"], "m", 0, 1)
+    b'old'
+    >>> try:
+    ...     _version([b"new"], "m", 0, 7)
+    ... except ConfigError as exc:
+    ...     print(exc)
+    model m partition 0 has no version 7: it has version 0 (the newest)
+    """
+    if not 0 <= version < len(blobs):
+        have = ("no stored version" if not blobs else "version 0 (the newest)"
+                if len(blobs) == 1 else f"versions 0 (the newest) to {len(blobs) - 1}")
+        raise ConfigError(f"model {model} partition {partition} has no version {version}: "
+                          f"it has {have}")
+    return blobs[version]
+
+
 def _read_bounded(file: Path) -> bytes:
     """The bytes of a regular ``file`` of at most ``_MAX_FILE_BYTES`` (no checkpoint is
     larger); what is read is bounded too, so a file growing meanwhile, a pipe or a device
@@ -116,14 +135,11 @@ def show(model: str, partition: int,
          version: int = typer.Option(0, help="0 is the newest.")) -> None:
     """One version's header and the learner it holds."""
     async def action(store: CheckpointStore, _: Settings) -> None:
-        blobs = await store.versions(partition, model)
-        if version >= len(blobs):
-            raise ConfigError(f"model {model} partition {partition} has {len(blobs)} versions")
-        header, learner = checkpoint.load(blobs[version], store.where(partition, model),
-                                          store.key)
+        blob = _version(await store.versions(partition, model), model, partition, version)
+        header, learner = checkpoint.load(blob, store.where(partition, model), store.key)
         typer.echo(f"model {header.model} partition {header.partition} version {version}")
         typer.echo(f"  offset {header.offset}  created {_when(header.created_at)}  "
-                   f"bytes {len(blobs[version])}")
+                   f"bytes {len(blob)}")
         typer.echo(f"  written by {header.versions()}")
         typer.echo(f"  codec {header.codec}" + (f" ({header.size} bytes uncompressed)"
                                                 if header.size >= 0 else ""))
@@ -162,11 +178,9 @@ def export(model: str, partition: int, file: Path,
            version: int = typer.Option(0, help="0 is the newest.")) -> None:
     """Write one version, still signed, to FILE."""
     async def action(store: CheckpointStore, _: Settings) -> None:
-        blobs = await store.versions(partition, model)
-        if version >= len(blobs):
-            raise ConfigError(f"model {model} partition {partition} has {len(blobs)} versions")
-        header, _ = checkpoint.read_header(blobs[version], store.key)
-        file.write_bytes(blobs[version])
+        blob = _version(await store.versions(partition, model), model, partition, version)
+        header, _ = checkpoint.read_header(blob, store.key)
+        file.write_bytes(blob)
         typer.echo(f"exported model {model} partition {partition} offset {header.offset} "
                    f"to {file}")
     _run(action)

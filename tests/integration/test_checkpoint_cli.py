@@ -125,6 +125,13 @@ def test_list_show_export_import_rollback(kafka, redis_url, topic_prefix, tmp_pa
             f"{checkpoint.PYTHON_VERSION}, Driftline {checkpoint.DRIFTLINE_VERSION}"
             in shown.stdout)
     assert re.search(r"^  codec zstd \(\d{4,} bytes uncompressed\)$", shown.stdout, re.M)
+    for command in ("show", "export"):  # a version that is not there: says which are
+        extra = [str(tmp_path / "x.ckpt")] if command == "export" else []
+        missing = run_cli("checkpoints", command, "default", "0", *extra, "--version", "7",
+                          env=env)
+        assert (missing.returncode, missing.stderr) == (1, (
+            "driftline: model default partition 0 has no version 7: it has versions 0 (the "
+            "newest) to 2\n"))
 
     exported = tmp_path / "model.ckpt"
     assert run_cli("checkpoints", "export", "default", "0", str(exported), env=env).returncode == 0
