@@ -7,7 +7,6 @@ import asyncio
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from learners.registry import ModelRegistry
 from schemas.models_file import ModelsConfig
@@ -19,6 +18,7 @@ from streams.metrics import Metrics
 from streams.processor import EventProcessor
 from streams.records import Record
 from tests.integration.test_checkpoint_cli import KEY
+from tests.integration.test_checkpoint_store_binding import run_with_store
 
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600_000
@@ -78,17 +78,6 @@ class Worker:
         return snap
 
 
-def run(redis_url, prefix, body):
-    async def go():
-        client = aioredis.Redis.from_url(redis_url)
-        store = CheckpointStore(client, KEY.encode(), 5, f"{prefix}app", f"{prefix}events")
-        try:
-            return await body(client, store)
-        finally:
-            await client.aclose()
-    return asyncio.run(go())
-
-
 async def restored(store, **settings):
     """What a new owner of partition 0 restores: (found, its pending store or None, fb
     offsets)."""
@@ -120,7 +109,7 @@ def test_incremental_writes_restore_exactly(redis_url, topic_prefix):
         assert offsets == {"m": 99}
         assert found.learners["m"][1].n_learned == 100
         assert same_store(feedback, w.state.feedback.stores["m"])
-    run(redis_url, topic_prefix, body)
+    run_with_store(redis_url, topic_prefix, body)
 
 
 def test_a_zombie_write_is_refused_and_the_next_write_is_full(redis_url, topic_prefix, caplog):
@@ -146,7 +135,7 @@ def test_a_zombie_write_is_refused_and_the_next_write_is_full(redis_url, topic_p
         assert same_store(feedback, owner.state.feedback.stores["m"])
         assert found.learners["m"][0] == owner.state.processed
     with caplog.at_level("WARNING", logger="streams.checkpointer"):
-        run(redis_url, topic_prefix, body)
+        run_with_store(redis_url, topic_prefix, body)
     warned = [r.getMessage() for r in caplog.records if "another writer" in r.getMessage()]
     assert warned == ["checkpoint of m not written: its pending-predictions hash was changed "
                       "by another writer (a worker that lost the partition?); the next "
@@ -169,7 +158,7 @@ def test_a_hash_that_is_not_the_checkpoints_is_refused(redis_url, topic_prefix):
         await client.hset(key, name, value)
         found, feedback, _ = await restored(store)  # exactly the hash written: accepted
         assert same_store(feedback, w.state.feedback.stores["m"])
-    run(redis_url, topic_prefix, body)
+    run_with_store(redis_url, topic_prefix, body)
 
 
 def test_a_fallback_to_an_older_version_goes_on_without_pending_predictions(
@@ -189,7 +178,7 @@ def test_a_fallback_to_an_older_version_goes_on_without_pending_predictions(
         assert found.learners["m"][0] == older.offset
         assert len(feedback) == 0 and offsets == {"m": -1}
         assert "no longer stored" in caplog.text
-    run(redis_url, topic_prefix, body)
+    run_with_store(redis_url, topic_prefix, body)
 
 
 def test_a_flush_while_a_write_is_in_flight_is_not_refused(redis_url, topic_prefix, caplog):
@@ -227,5 +216,5 @@ def test_a_flush_while_a_write_is_in_flight_is_not_refused(redis_url, topic_pref
         assert found.learners["m"][0] == w.offset and offsets == {"m": w.fb_offset}
         assert same_store(feedback, w.state.feedback.stores["m"])
     with caplog.at_level("WARNING"):
-        run(redis_url, topic_prefix, body)
+        run_with_store(redis_url, topic_prefix, body)
     assert not [r for r in caplog.records if "another writer" in r.getMessage()]
