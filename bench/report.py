@@ -5,6 +5,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.explain import explain
+
 #: The report :func:`render` regenerates; sections between markers survive it.
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 _SECTION = re.compile(r"<!-- (?P<name>[\w-]+):begin -->\n(?P<body>.*?)<!-- (?P=name):end -->\n?",
@@ -121,8 +123,21 @@ def targets(out: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def target_lines(out: dict[str, Any]) -> list[str]:
-    """The targets as printed lines."""
-    return [f"[{met}] {target}: {measured}" for target, measured, met in targets(out)]
+    """The targets as printed lines; an unmet one is followed by why (:mod:`bench.explain`)."""
+    lines = []
+    for target, measured, met in targets(out):
+        lines.append(f"[{met}] {target}: {measured}")
+        if met == _met(False) and (why := explain(target, out)):
+            lines.append(f"    why: {why}")
+    return lines
+
+
+def why_section(out: dict[str, Any]) -> list[str]:
+    """Markdown bullets: why each unmet target is not met."""
+    bullets = [f"- **{target}** ({measured}): {why}" for target, measured, met in targets(out)
+               if met == _met(False) and (why := explain(target, out))]
+    return ["", "Why the unmet targets are not met (this run's numbers and profile):", "",
+            *bullets] if bullets else []
 
 
 def _render(out: dict[str, Any]) -> str:
@@ -148,6 +163,7 @@ def _render(out: dict[str, Any]) -> str:
         "| target | measured | |",
         "|---|---|---|",
         *[f"| {t} | {v} | {met} |" for t, v, met in targets(out)],
+        *why_section(out),
         "",
         f"## Throughput ({out['events']:,} pre-produced events, 10 numeric features, "
         "labels, the default model)",

@@ -3,6 +3,7 @@
 import pytest
 
 from bench import drift_detection, report
+from bench.explain import explain
 
 HEAD = "# Benchmarks\n\nfresh tables\n"
 
@@ -34,3 +35,43 @@ def test_a_single_marker_is_refused_instead_of_dropped():
     """The old drift-detection marker had no end: render() would have lost its section."""
     with pytest.raises(ValueError, match="<!-- drift-detection bench -->"):
         report.marked_sections(HEAD + "<!-- drift-detection bench -->\n## Drift\n")
+
+
+def _results() -> dict:
+    import json
+
+    root = report.REPORT.parent.parent / "bench" / "results"
+    out = json.loads((root / "latest.json").read_text())
+    out["profile"] = json.loads((root / "profile.json").read_text())
+    return out
+
+
+def test_every_target_that_can_be_missed_has_an_explanation():
+    """Issue 16: each unmet target is explained with its profile, in the printout and the
+    report; a target whose text the explanations do not know would print none."""
+    out = _results()
+    rows = report.targets(out)
+    assert len(rows) >= 10
+    for target, _, met in rows:
+        if met == "reported":
+            continue
+        why = explain(target, out)
+        assert why, target
+        if target.startswith("Driftline >="):
+            assert "profile: the model" in why and "µs per event" in why, target
+
+
+def test_an_unmet_target_is_printed_with_why_and_a_met_one_without():
+    out = _results()
+    out["aiokafka"] = {**out["aiokafka"], "rate": out["driftline"]["rate"] * 2}  # 0.5x: unmet
+    lines = report.target_lines(out)
+    first = next(i for i, line in enumerate(lines) if "plain aiokafka loop (checkpoints" in line)
+    assert lines[first].startswith("[NOT met]")
+    assert lines[first + 1].startswith("    why: the worker does more per event than the loop")
+    out["aiokafka"]["rate"] = out["driftline"]["rate"] / 2  # 2.0x: met
+    lines = report.target_lines(out)
+    first = next(i for i, line in enumerate(lines) if "plain aiokafka loop (checkpoints" in line)
+    assert lines[first].startswith("[met]") and not lines[first + 1].startswith("    why:")
+    section = "\n".join(report.why_section(out))
+    assert "plain aiokafka loop (checkpoints" not in section
+    assert "**kill -9 to first new prediction <= 1 s**" in section
