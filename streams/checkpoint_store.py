@@ -121,6 +121,9 @@ class Restored:
     refusals: list[tuple[str, int, CheckpointError]] = field(default_factory=list)
     #: Digest (:func:`streams.commit_metadata.digest`) of each restored model's blob.
     digests: dict[str, str] = field(default_factory=dict)
+    #: When each restored model's checkpoint (or, in ``older``, the older one) was written
+    #: (epoch seconds, its header's ``created_at``): the checkpoint age starts there.
+    created_at: dict[str, float] = field(default_factory=dict)
     #: Models whose only verifying versions are older than the commit named:
     #: model -> (offset, learner, digest) of the newest of them.
     older: dict[str, tuple[int, Learner, str]] = field(default_factory=dict)
@@ -283,6 +286,7 @@ class CheckpointStore:
                 if least is not None and header.offset < least:
                     if model not in found.older:
                         found.older[model] = (header.offset, learner, digest(blob))
+                        found.created_at.setdefault(model, header.created_at)
                         if header.feedback is not None:  # used if this one is taken
                             found.feedback[model] = header.feedback
                         if refused:
@@ -290,6 +294,7 @@ class CheckpointStore:
                     continue
                 found.learners[model] = (header.offset, learner)
                 found.digests[model] = digest(blob)
+                found.created_at[model] = header.created_at
                 if header.feedback is not None:
                     found.feedback[model] = header.feedback
                 break

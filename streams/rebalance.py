@@ -188,7 +188,10 @@ class Rebalancer(ConsumerRebalanceListener):
             if name not in learners:  # started afresh: so are its pending predictions
                 state.feedback.stores.pop(name, None)
                 self.checkpointer.hashes.forget(tp.partition, name)
-        state.restore(learners, time.monotonic(), time.time(), fb_offsets)
+        # The checkpoint age goes on from when the oldest restored checkpoint was written.
+        written = min((found.created_at.get(m, time.time()) for m in learners),
+                      default=time.time())
+        state.restore(learners, time.monotonic(), written, fb_offsets)
         if learners:
             self.checkpointer.remember(tp.partition, state.generation, state.offset, {
                 m: Identity(o, found.digests[m]) for m, (o, _) in learners.items()

@@ -7,6 +7,7 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
+from learners import checkpoint
 from schemas.settings import Settings
 from streams.checkpoint_store import CheckpointStore
 from streams.checkpointer import Checkpointer
@@ -43,6 +44,8 @@ def test_the_commit_decides_not_the_head_nor_the_unsigned_hash(redis_url, topic_
         found = await checkpointer(store).restore(0, ("default",), named)
         assert found.learners["default"][0] == 699
         assert found.digests["default"] == named["default"].digest
+        created = [checkpoint.verify(b, KEY.encode())[0].created_at for b in blobs]
+        assert found.created_at == {"default": created[0]}
         # The unsigned hash refuses no write.
         assert await store.save(0, {"default": (700, blobs[0])}) == 0
         assert await client.lindex(key, 0) == blobs[0]
@@ -59,6 +62,7 @@ def test_the_commit_decides_not_the_head_nor_the_unsigned_hash(redis_url, topic_
         await store.mark_rollback(0, "default", 499)
         found = await checkpointer(store).restore(0, ("default",), named)
         assert found.learners["default"][0] == 499
+        assert found.created_at == {"default": created[2]}  # the older one's, not the head's
         with pytest.raises(ServiceError, match="older than"):
             await checkpointer(store).restore(0, ("default",), named)
         # An unsigned marker is no rollback.

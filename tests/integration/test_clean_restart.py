@@ -7,6 +7,8 @@ commit still names the previous one. A restart used to warn "digest differs" for
 """
 
 import asyncio
+import time
+import urllib.request
 from dataclasses import replace
 
 import orjson
@@ -79,12 +81,16 @@ def test_a_clean_restart_warns_of_nothing_and_another_writer_is_still_reported(
     client = redis.Redis.from_url(redis_url)
     versions = f"driftline:ckpt:{group}:{events}:0:default"
     header, payload = checkpoint.read_header(client.lindex(versions, 0), key)
-    client.lpush(versions, checkpoint.seal(replace(header, created_at=header.created_at + 1),
-                                           payload, key))
+    written = header.created_at - 3600  # an hour old: the checkpoint age goes on from it
+    client.lpush(versions, checkpoint.seal(replace(header, created_at=written), payload, key))
     client.close()
     third = start_worker(**FAST)
     wait_for(lambda: f"partition 0 restored at offset {N - 1}" in third.log(), 120,
              "third worker restored")
+    port = third.env["DRIFTLINE_WEB_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=10) as answer:
+        age = orjson.loads(answer.read())["default"]["0"]["checkpoint"]["age_seconds"]
+    assert 3600 <= age <= time.time() - written  # not restarted at 0 by the restore
     assert third.stop() == 0
     assert streams_warnings(third.log()) == [next(
         line for line in third.log().splitlines() if "digest differs" in line)]
