@@ -13,8 +13,10 @@ The transitions are methods and every one of them keeps, or refuses with
 :class:`StateError`::
 
     committed <= durable <= delivered <= processed      (durable: with checkpoints on)
-    a snapshot is taken only when processed == delivered (the learners reflect exactly
-        the delivered events, never one whose output may be lost)
+    a snapshot may be taken ahead of delivery (processed > delivered: the loop processes
+        the next slice while the last one's outputs await the broker), but it is written
+        only once delivered covers it: ``written`` refuses a snapshot beyond delivered,
+        so a checkpoint never reflects an event whose output may be lost
     a failed or revoked partition keeps nothing: no learners, and no transition but
         ``written`` (which it ignores, as it ignores writes of an earlier generation)
 
@@ -236,8 +238,8 @@ class PartitionState:
 
     def due(self, now: float, every: int, interval: float) -> bool:
         """Whether a snapshot is due: ``every`` events learned since the last one, or
-        ``interval`` seconds passed; never when nothing new is delivered."""
-        if not self.checkpoints or not self.in_step:
+        ``interval`` seconds passed; never when nothing new is processed."""
+        if not self.checkpoints or not self.active:
             return False
         if self.processed <= self.snapshotted and self.fb.processed <= self.fb.snapshotted:
             return False
@@ -245,12 +247,12 @@ class PartitionState:
                 or now - self.snapped_at >= interval)
 
     def snapshot(self, dump: Dump, now: float) -> Snapshot:
-        """Serialise every learner with ``dump``; only of learners in step with delivery."""
+        """Serialise every learner with ``dump`` at ``processed`` (which may be ahead of
+        ``delivered``: the snapshot may then be written only once delivery covers it,
+        :meth:`covers`)."""
         if not self.checkpoints:
             raise StateError("checkpoints are off")
-        if not self.in_step:
-            raise StateError(f"partition {self.partition}: snapshot of learners at "
-                             f"{self.processed} while only {self.delivered} is delivered")
+        self._require(Phase.ACTIVE, "snapshot")
         blobs = {}
         for name, learner in self.learners.items():
             # A model restored from a newer version than the partition's floor reflects
@@ -263,6 +265,11 @@ class PartitionState:
         self.snapped_at = now
         return Snapshot(self.partition, self.processed, blobs, self.generation,
                         self.fb.processed)
+
+    def covers(self, snap: Snapshot) -> bool:
+        """True when every event and feedback record ``snap`` reflects is delivered (it may
+        be written: :meth:`written` accepts it)."""
+        return snap.offset <= self.delivered and snap.feedback_offset <= self.fb.delivered
 
     def feedback_offset(self, name: str) -> int:
         """The feedback offset model ``name``'s state reflects (for its checkpoint)."""

@@ -185,6 +185,12 @@ class Checkpointer:
         self._pending[partition] = job
         self._wake.set()
 
+    def discard(self, job: "SnapshotJob") -> None:
+        """``job`` will never be written (its partition moved away or failed): stop its
+        child; its pending-hash writes are lost, so the next write of each hash is full."""
+        job.cancel()
+        self.hashes.forget(job.taken.partition)
+
     def start(self) -> None:
         """Start the background writer."""
         self._task = asyncio.create_task(self._run(), name="driftline-checkpoints")

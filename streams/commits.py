@@ -21,7 +21,7 @@ from aiokafka.structs import OffsetAndMetadata
 from learners.partition_state import Partitions, PartitionState
 from schemas.settings import Settings
 from streams import commit_metadata
-from streams.checkpointer import Checkpointer
+from streams.checkpointer import Checkpointer, SnapshotJob
 
 log = logging.getLogger(__name__)
 
@@ -65,27 +65,57 @@ class Committer:
         self.feedback_topic = feedback_topic
         #: The periodic commit in flight (:meth:`commit_in_background`).
         self._background: asyncio.Future[None] | None = None
+        #: Per partition, a snapshot taken ahead of delivery, held until delivery covers
+        #: it (:meth:`release`); no newer one is taken meanwhile.
+        self._held: dict[int, SnapshotJob] = {}
 
     def commit_due(self) -> bool:
         """True every ``commit_interval`` seconds."""
         return self.clock() >= self.next_commit
 
     def checkpoint_due(self) -> None:
-        """Snapshot every partition whose checkpoint is due and queue it for writing."""
+        """Snapshot every partition whose checkpoint is due and queue it for writing, or
+        hold it while the outputs of the events it reflects are still in flight."""
         cp = self.checkpointer
         if cp is None:
             return
+        self.release()
         now = self.clock()
         every, interval = self.settings.checkpoint_every, self.settings.checkpoint_interval
-        for _, state in self.partitions.items():
-            if state.due(now, every, interval):
-                cp.submit(cp.snapshot(state, now))
+        for partition, state in self.partitions.items():
+            if partition not in self._held and state.due(now, every, interval):
+                job = cp.snapshot(state, now)
+                if state.covers(job.taken):
+                    cp.submit(job)
+                else:
+                    self._held[partition] = job
+
+    def release(self) -> None:
+        """Queue each held snapshot that delivery now covers for writing; forget those of
+        partitions that moved away or failed (never written)."""
+        cp = self.checkpointer
+        for partition, job in list(self._held.items()):
+            state = self.partitions.active(partition)
+            if state is None or state.generation != job.taken.generation:
+                del self._held[partition]
+                if cp is not None:
+                    cp.discard(job)
+            elif state.covers(job.taken):
+                del self._held[partition]
+                if cp is not None:
+                    cp.submit(job)
 
     async def flush(self, which: Iterable[int], budget: float = 10.0) -> None:
         """Checkpoint ``which`` partitions now, within one ``budget`` of seconds for all
-        (rebalances and shutdown must not stall)."""
+        (rebalances and shutdown must not stall). The caller has settled what was in
+        flight, so held snapshots are released first (their pending-hash writes are folded
+        into the flush's)."""
         if self.checkpointer is None:
             return
+        self.release()
+        for partition in which:  # not covered after all (a failed delivery): never written
+            if (job := self._held.pop(partition, None)) is not None:
+                self.checkpointer.discard(job)
         deadline = self.clock() + budget
         for partition in sorted(which):
             state = self.partitions.active(partition)

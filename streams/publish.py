@@ -1,22 +1,25 @@
 """Consume -> process -> publish for one slice of records, bounded in time.
 
 Processes records (each of an active partition) until ``batch_max_seconds`` of
-model work is spent, sends the outputs and waits until the broker has them all,
-then marks the handled events delivered. The slice is processed in ``chunks``
-parts, and the outputs of one part are delivered while the next is processed
-(the broker's acknowledgement of a batch took ~14% of the loop's time when it was
-awaited idle); a part is marked delivered only once the broker has all of its
-outputs, one send at a time, so every partition's outputs keep their order and a
-checkpoint (taken outside, once the slice is delivered) reflects only delivered
-events. If a send fails, the partitions involved fail: their learners reflect
-events whose outputs may be lost, so they are dropped and never checkpointed.
+model work is spent and sends the outputs; a part is marked delivered only once the
+broker has all of its outputs. The slice is processed in ``chunks`` parts, and the
+outputs of one part are delivered while the next is processed (the broker's
+acknowledgement of a batch took ~14% of the loop's time when it was awaited idle).
+The last part of a slice can be left in flight (``hold``): the loop then processes
+the next slice while the broker acknowledges it, and settles it before that slice's
+first part is sent (one send at a time, so every partition's outputs keep their
+order). A snapshot taken meanwhile reflects undelivered events; it is written only
+once delivery covers it (:meth:`streams.commits.Committer.release`), so a checkpoint
+reflects only delivered events. If a send fails, the partitions involved fail: their
+learners reflect events whose outputs may be lost, so they are dropped and never
+checkpointed.
 """
 
 import asyncio
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from learners.partition_state import Partitions
@@ -83,15 +86,58 @@ def _deliver(partitions: Partitions, result: BatchResult) -> None:
             state.deliver_feedback(offset)
 
 
+def _partitions(result: BatchResult) -> set[int]:
+    return set(result.last_offsets) | set(result.last_feedback_offsets)
+
+
+@dataclass
+class InFlight:
+    """The last part of a slice: its outputs handed to the producer, their
+    acknowledgement not awaited yet (:func:`process_and_publish` with ``hold``)."""
+
+    sending: asyncio.Future[None]
+    result: BatchResult
+
+    async def settle(self, partitions: Partitions) -> None:
+        """Wait for the acknowledgement, then mark the part delivered.
+
+        Raises:
+            Exception: what the send raised; the part's partitions have failed.
+        """
+        try:
+            await self.sending
+        except BaseException:
+            for partition in _partitions(self.result):
+                partitions.fail(partition)
+            raise
+        _deliver(partitions, self.result)
+
+    async def abandon(self) -> None:
+        """Cancel the send (its partitions are failed by the caller)."""
+        if not self.sending.done():
+            self.sending.cancel()
+        with contextlib.suppress(BaseException):
+            await self.sending
+
+
 async def process_and_publish(records: Sequence[Record], processor: EventProcessor,
                               sender: Sender, max_seconds: float,
-                              chunks: int = 2, min_split: int = MIN_SPLIT) -> BatchResult:
+                              chunks: int = 2, min_split: int = MIN_SPLIT,
+                              carry: InFlight | None = None,
+                              hold: bool = False) -> tuple[BatchResult, InFlight | None]:
     """Process a prefix of ``records`` (all, unless ``max_seconds`` ran out: see
     ``result.processed``), deliver its outputs and mark them delivered; each of the
     ``chunks`` parts is sent while the next one is processed.
 
+    ``carry``: the previous slice's last part, still in flight: it is settled (awaited,
+    marked delivered) once this slice's first part is processed and before that part is
+    sent, so outputs keep their order. ``hold``: this slice's last part is not awaited
+    but returned in flight (None when nothing is left in flight); the caller settles it
+    (:meth:`InFlight.settle`) or hands it to the next call.
+
     Raises:
-        Exception: whatever a send raised; the partitions of ``records`` have failed.
+        Exception: whatever a send raised; the partitions of ``records`` (and of
+            ``carry``) have failed.
     """
     partitions = processor.partitions
     deadline = time.monotonic() + max_seconds
@@ -101,6 +147,8 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
     total: BatchResult | None = None
     sending: asyncio.Future[None] | None = None
     sent: BatchResult | None = None
+    if carry is not None:
+        sending, sent = carry.sending, carry.result
     start = 0
     try:
         while start < len(records):
@@ -115,6 +163,9 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
             if result.processed < len(part):  # the deadline passed: the rest comes next
                 break
         if sending is not None and sent is not None:
+            if hold:
+                return (total if total is not None else processor.process_batch(records),
+                        InFlight(sending, sent))
             await sending
             _deliver(partitions, sent)
     except BaseException:
@@ -122,7 +173,12 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
             sending.cancel()
             with contextlib.suppress(BaseException):
                 await sending
-        for partition in {record.partition for record in records}:
+        failed = {record.partition for record in records}
+        if sent is not None:
+            failed |= _partitions(sent)
+        if carry is not None:
+            failed |= _partitions(carry.result)
+        for partition in failed:
             partitions.fail(partition)
         raise
-    return total if total is not None else processor.process_batch(records)
+    return (total if total is not None else processor.process_batch(records)), None

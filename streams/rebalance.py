@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -63,8 +63,8 @@ class Rebalancer(ConsumerRebalanceListener):
                  committer: Committer, checkpointer: Checkpointer | None, metrics: Metrics,
                  lock: asyncio.Lock, on_fatal: Callable[[BaseException], None],
                  feedback_topic: str | None = None,
-                 on_moved: Callable[[int, dict[str, int | None] | None], None] | None = None
-                 ) -> None:
+                 on_moved: Callable[[int, dict[str, int | None] | None], None] | None = None,
+                 settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.consumer = consumer
         self.partitions = partitions
         self.registry = registry
@@ -78,6 +78,9 @@ class Rebalancer(ConsumerRebalanceListener):
         #: what to tell when a partition's position changes (the merge buffers).
         self.feedback_topic = feedback_topic
         self.on_moved = on_moved
+        #: Waits for outputs still in flight (the loop's, called with ``lock`` held), so a
+        #: revocation checkpoints and commits what is delivered.
+        self.settle = settle
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """Before partitions move: stop their restores, checkpoint, commit, forget them."""
@@ -85,6 +88,8 @@ class Rebalancer(ConsumerRebalanceListener):
         await self._cancel(numbers)
         async with self.lock:
             try:
+                if self.settle is not None:
+                    await self.settle()
                 await self.committer.flush(numbers)
                 await self.committer.commit(numbers)
             except Exception:

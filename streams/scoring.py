@@ -8,7 +8,10 @@
 Every offset and the learners of each partition live in
 :class:`learners.partition_state.PartitionState`. The loop reads batches with
 ``getmany``; records a slice left unprocessed (time ran out) are handled next, in
-order, after yielding to the event loop (web server, heartbeats).
+order, after yielding to the event loop (web server, heartbeats). A slice's last
+outputs are left in flight while the next slice is processed (:attr:`ScoringLoop.inflight`);
+they are settled before anything that needs them delivered: the next send, an idle
+wait, a revocation, an undecodable batch's dead letter, shutdown.
 
 :class:`ScoringService` is the mode ``Service`` the Faust app starts: it creates the
 Kafka clients and the Redis client, and closes exactly those.
@@ -38,7 +41,7 @@ from streams.merge import Merger
 from streams.metrics import Metrics
 from streams.output import OutputSender
 from streams.processor import EventProcessor, utc_now
-from streams.publish import Sender, process_and_publish
+from streams.publish import InFlight, Sender, process_and_publish
 from streams.rebalance import Positions, Rebalancer
 from streams.records import Output, Record
 from streams.redis_client import make_redis
@@ -84,8 +87,12 @@ class ScoringLoop:
         self.merger = Merger(self.topic, self.feedback_topic)
         self.rebalancer = Rebalancer(consumer, self.partitions, processor.registry,
                                      self.committer, checkpointer, metrics, self.lock,
-                                     self.fail, self.feedback_topic, self.merger.reset)
+                                     self.fail, self.feedback_topic, self.merger.reset,
+                                     self.settle)
         self.backlog: list[Record] = []
+        #: The last slice's last part, sent, its acknowledgement not awaited yet: the next
+        #: slice is processed meanwhile (see :meth:`settle`).
+        self.inflight: InFlight | None = None
         self.stopping = False
         self.fatal: BaseException | None = None
 
@@ -113,9 +120,10 @@ class ScoringLoop:
                 records, self.backlog = self.backlog, []
                 await asyncio.sleep(0)  # let the web server and the heartbeat run
             else:
-                try:
-                    batch = await self.consumer.getmany(timeout_ms=100,
-                                                        max_records=self.settings.batch_max)
+                try:  # with a part in flight, only what is fetched already
+                    batch = await self.consumer.getmany(
+                        timeout_ms=0 if self.inflight is not None else 100,
+                        max_records=self.settings.batch_max)
                 except Exception as exc:  # a record batch that cannot be decoded
                     if (bad := undecodable.diagnose(exc)) is None:
                         raise
@@ -123,7 +131,10 @@ class ScoringLoop:
                     continue
                 records = await self._merged(batch)
             if records:
-                await self.handle(records)
+                await self.handle(records, hold=True)
+            elif self.inflight is not None:  # nothing new: wait for the broker's ack
+                async with self.lock:
+                    await self.settle()
             if self.committer.commit_due():
                 async with self.lock:
                     self.committer.checkpoint_due()
@@ -149,9 +160,11 @@ class ScoringLoop:
             merger.position(topic, partition, offset)
         return merger.ready(lambda topic, p: self.consumer.highwater(TopicPartition(topic, p)))
 
-    async def handle(self, records: list[Record]) -> None:
+    async def handle(self, records: list[Record], hold: bool = False) -> None:
         """Process and deliver a prefix of ``records`` (of partitions still active here);
-        keep the rest for the next step."""
+        keep the rest for the next step. With ``hold``, the last part's outputs are left
+        in flight (:attr:`inflight`): the next call, or :meth:`settle`, marks them
+        delivered."""
         async with self.lock:
             if self.fatal is not None:
                 return
@@ -162,9 +175,11 @@ class ScoringLoop:
             if not records:
                 return
             started = time.perf_counter()
+            carry, self.inflight = self.inflight, None
             try:
-                result = await process_and_publish(records, self.processor, self.sender,
-                                                   self.settings.batch_max_seconds)
+                result, self.inflight = await process_and_publish(
+                    records, self.processor, self.sender, self.settings.batch_max_seconds,
+                    carry=carry, hold=hold)
             except Exception as exc:
                 # The failed partitions' learners are gone; the worker stops and the next
                 # owner replays from the last checkpoint.
@@ -176,12 +191,35 @@ class ScoringLoop:
             self.metrics.observe_batch(result, time.perf_counter() - started,
                                        time.time() * 1000.0)
 
+    async def settle(self) -> None:
+        """Wait for the outputs still in flight and mark them delivered; queue the
+        snapshots that were waiting for them. Called with :attr:`lock` held.
+
+        Raises:
+            Exception: what the send raised; its partitions have failed and the loop stops.
+        """
+        inflight, self.inflight = self.inflight, None
+        if inflight is None:
+            return
+        try:
+            await inflight.settle(self.partitions)
+        except Exception as exc:
+            self.backlog = []
+            self.fail(exc)
+            raise
+        self.committer.release()
+
     async def finish(self) -> None:
         """Checkpoint and commit what is delivered (shutdown); records not yet processed
         are left to the next owner."""
         await self.rebalancer.stop()
         self.backlog = []
         async with self.lock:
+            try:
+                await self.settle()
+            except Exception:
+                log.exception("outputs in flight at shutdown were not delivered; their "
+                              "partitions are left to the next owner")
             numbers = [p for p, _ in self.partitions.items()]
             await self.committer.flush(numbers)
             await self.committer.commit(numbers)
@@ -197,6 +235,7 @@ class ScoringLoop:
             await self.handle(salvaged)
             salvaged, self.backlog = self.backlog, []
         async with self.lock:
+            await self.settle()  # the dead letter goes after the outputs in flight
             state = self.partitions.active(bad.tp.partition)
             if self.fatal is not None or state is None:
                 return

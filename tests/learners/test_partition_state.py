@@ -69,7 +69,8 @@ class Worker(RuleBasedStateMachine):
         self.fb_committed = {p: -1 for p in PARTITIONS}
         self.fb_position: dict[int, int] = {}
         self.fb_start: dict[tuple[int, str], int] = {}
-        self.in_flight: list = []
+        self.in_flight: list = []  # snapshots handed to the writer
+        self.held: list = []  # snapshots ahead of delivery, not written until it covers them
         self.last_snapshot: dict = {}  # partition -> its newest snapshot
         # (partition, model) -> first offset its current learner learned: 0, or where the
         # partition resumed for a model none of whose versions verified (started afresh)
@@ -207,20 +208,39 @@ class Worker(RuleBasedStateMachine):
             return
         if not state.due(now=0.0, every=every, interval=1e9):
             return
-        assert state.in_step
         snap = state.snapshot(dumper(state), now=0.0)
-        self.in_flight.append(snap)
+        # Ahead of delivery (the next slice processed while the last one's outputs await
+        # the broker), it is held until delivery covers it (streams.commits.Committer).
+        (self.in_flight if state.covers(snap) else self.held).append(snap)
         self.last_snapshot[p] = snap
 
-    @rule(p=st.sampled_from(PARTITIONS))
-    def snapshot_out_of_step_is_refused(self, p: int) -> None:
-        state = self.state(p)
-        if state is None or state.in_step:
+    @precondition(lambda self: self.held)
+    @rule()
+    def release_held(self) -> None:
+        """Held snapshots that delivery now covers go to the writer; those of partitions
+        that failed or moved away are never written."""
+        for snap in list(self.held):
+            state = self.parts.get(snap.partition)
+            current = state is not None and state.generation == snap.generation and state.active
+            if not current:
+                self.held.remove(snap)
+            elif state.covers(snap):
+                self.held.remove(snap)
+                self.in_flight.append(snap)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def writing_a_held_snapshot_is_refused(self, data: st.DataObject) -> None:
+        snap = self.held[data.draw(st.integers(0, len(self.held) - 1))]
+        state = self.parts.get(snap.partition)
+        if state is None or state.generation != snap.generation or not state.active:
             return
-        before = (state.snapshotted, state.snapped_learned)
-        with pytest.raises(StateError):
-            state.snapshot(dump, now=0.0)
-        assert (state.snapshotted, state.snapped_learned) == before
+        if state.covers(snap):
+            return
+        durable = (state.durable, state.fb.durable)
+        with pytest.raises(StateError, match="beyond delivered"):
+            self.parts.written(snap)
+        assert (state.durable, state.fb.durable) == durable
 
     @precondition(lambda self: self.in_flight)
     @rule(data=st.data(), ok=st.booleans())

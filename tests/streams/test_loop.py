@@ -303,3 +303,115 @@ def test_the_rebalance_callback_returns_before_a_slow_restore_ends():
     took, consumer = run(go())
     assert took < 0.1
     assert consumer.paused == set()
+
+
+class GatedSender(FakeSender):
+    """Acknowledges only while ``gate`` is open; remembers, per send, what was delivered."""
+
+    def __init__(self, loop_ref):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.loop_ref = loop_ref
+        self.delivered_at_send = []
+
+    async def send(self, outputs):
+        state = self.loop_ref[0].partitions.get(0)
+        self.delivered_at_send.append(state.delivered)
+        await self.gate.wait()
+        await super().send(outputs)
+
+
+class CoverageStore(FakeStore):
+    """Checks, at each write, that the checkpoint reflects only delivered events."""
+
+    def __init__(self, loop_ref):
+        super().__init__()
+        self.loop_ref = loop_ref
+        self.writes = []
+
+    async def save(self, partition, blobs):
+        state = self.loop_ref[0].partitions.get(partition)
+        self.writes.append((max(o for o, _ in blobs.values()), state.delivered))
+        return await super().save(partition, blobs)
+
+
+def test_the_next_slice_is_processed_while_the_last_ones_outputs_await_the_broker():
+    """Cross-slice overlap, and what it must not change: outputs in order, a checkpoint
+    written only of delivered events, commits only of delivered and written ones."""
+    async def go():
+        ref = []
+        store = CoverageStore(ref)
+        loop, consumer, _sender, store, cp = make_loop(store)
+        ref.append(loop)
+        sender = loop.sender = GatedSender(ref)
+        cp.start()
+        await assign(loop, 0)
+        state = loop.partitions.get(0)
+        consumer.batches += [{TopicPartition(TOPIC, 0): [message(0, i) for i in range(5)]},
+                             {TopicPartition(TOPIC, 0): [message(0, i) for i in range(5, 10)]}]
+        runner = asyncio.create_task(loop.run())
+        # slice 2 is processed while slice 1's outputs are still unacknowledged
+        await wait_until(lambda: state.processed == 9)
+        assert state.delivered == -1 and sender.sent == [] and store.saved == {}
+        assert len(sender.delivered_at_send) == 1  # slice 2 is not sent before slice 1's ack
+        sender.gate.set()
+        await wait_until(lambda: state.delivered == 9 and store.saved.get(0, {}).get(
+            "default", (None,))[0] == 9)
+        await wait_until(lambda: consumer.committed(0) == 10)
+        loop.stopping = True
+        await runner
+        await loop.finish()
+        await cp.stop()
+        return sender, store
+    sender, store = run(go())
+    assert [orjson.loads(o.value)["offset"] for o in sender.sent] == list(range(10))
+    assert sender.delivered_at_send == [-1, 4]  # each send after the one before was acked
+    assert store.writes and all(offset <= delivered for offset, delivered in store.writes)
+
+
+def test_a_revocation_waits_for_the_outputs_in_flight_and_checkpoints_them():
+    async def go():
+        ref = []
+        loop, consumer, _sender, store, cp = make_loop(CoverageStore(ref))
+        ref.append(loop)
+        sender = loop.sender = GatedSender(ref)
+        cp.start()
+        await assign(loop, 0)
+        await loop.handle([loop_record(0, i) for i in range(4)], hold=True)
+        assert loop.inflight is not None and store.saved == {}
+        revoke = asyncio.create_task(loop.rebalancer.on_partitions_revoked(
+            [TopicPartition(TOPIC, 0)]))
+        await wait_until(lambda: loop.lock.locked())
+        assert not revoke.done() and consumer.commits == []  # waiting for the broker
+        sender.gate.set()
+        await revoke
+        await cp.stop()
+        return consumer, store, loop
+    consumer, store, loop = run(go())
+    assert store.saved[0]["default"][0] == 3  # delivered, then checkpointed at revocation
+    assert consumer.committed(0) == 4
+    assert loop.inflight is None and loop.partitions.get(0) is None
+    assert all(offset <= delivered for offset, delivered in store.writes)
+
+
+def test_a_failed_send_in_flight_stops_the_loop_and_checkpoints_nothing_past_it():
+    async def go():
+        loop, consumer, sender, store, cp = make_loop()
+        cp.start()
+        await assign(loop, 0)
+        await loop.handle([loop_record(0, i) for i in range(3)])  # settled: checkpointed
+        await wait_until(lambda: store.saved.get(0, {}).get("default", (None,))[0] == 2)
+        await loop.committer.commit()
+        sender.fail_next = True
+        await loop.handle([loop_record(0, i) for i in range(3, 6)], hold=True)
+        with pytest.raises(RuntimeError, match="broker said no"):
+            await loop.settle()
+        assert loop.partitions.get(0) is None
+        await loop.committer.commit()
+        await loop.finish()
+        await cp.stop()
+        return store, consumer, loop
+    store, consumer, loop = run(go())
+    assert store.saved[0]["default"][0] == 2
+    assert consumer.committed(0) == 3
+    assert isinstance(loop.fatal, RuntimeError)

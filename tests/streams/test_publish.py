@@ -60,8 +60,9 @@ def test_every_output_sent_once_in_order_and_delivered_only_after_its_ack(n, chu
     proc = processor()
     batch = records(n, (0, 1) if two else (0,))
     sender = RecordingSender(proc)
-    result = asyncio.run(process_and_publish(batch, proc, sender, 60.0, chunks=chunks,
-                                               min_split=1))
+    result, held = asyncio.run(process_and_publish(batch, proc, sender, 60.0, chunks=chunks,
+                                                     min_split=1))
+    assert held is None
     assert result.processed == n
     assert [o.value for o in sender.acked] == [o.value for o in result.outputs]
     assert len(result.outputs) == n and result.scored == {"default": n}
@@ -104,3 +105,57 @@ def test_a_small_slice_is_sent_in_one_part_and_a_large_one_in_two():
     sender = RecordingSender(proc)
     asyncio.run(process_and_publish(records(300), proc, sender, 60.0, chunks=2))
     assert [size for size, _ in sender.calls] == [150, 150]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=5), chunks=st.integers(1, 3),
+       two=st.booleans())
+def test_slices_held_in_flight_keep_order_and_count_as_delivered_only_after_their_ack(
+        sizes, chunks, two):
+    """Cross-slice overlap: each slice's last part is left in flight and settled by the next
+    slice (after its first part is processed, before that part is sent) or at the end."""
+    proc = processor()
+    batch = records(sum(sizes), (0, 1) if two else (0,))
+    sender = RecordingSender(proc)
+
+    async def go():
+        inflight, outputs, start = None, [], 0
+        for size in sizes:
+            result, inflight = await process_and_publish(
+                batch[start:start + size], proc, sender, 60.0, chunks=chunks, min_split=1,
+                carry=inflight, hold=True)
+            start += size
+            outputs += result.outputs
+            assert inflight is not None  # the last part is not awaited ...
+            held = inflight.result.last_offsets
+            assert all(proc.partitions.get(p).delivered < o for p, o in held.items())
+        await inflight.settle(proc.partitions)  # ... until the caller settles it
+        return outputs
+    outputs = asyncio.run(go())
+    assert [o.value for o in sender.acked] == [o.value for o in outputs]
+    assert len(outputs) == len(batch)
+    for p, state in proc.partitions.items():
+        assert state.delivered == state.processed == max(
+            (r.offset for r in batch if r.partition == p), default=-1)
+    acked = 0
+    for size, delivered in sender.calls:  # at each send: delivered == what was acked before
+        for p, offset in delivered.items():
+            before = [r for r in batch[:acked] if r.partition == p]
+            assert offset == (before[-1].offset if before else -1)
+        acked += size
+
+
+def test_a_failed_send_in_flight_fails_the_partitions_of_both_slices():
+    proc = processor()
+    sender = RecordingSender(proc, fail_at=1)
+
+    async def go():
+        _, inflight = await process_and_publish(records(4, (0,)), proc, sender, 60.0,
+                                                carry=None, hold=True)
+        one = [Record("t.events", 1, 0, b"k", records(1)[0].value, None)]
+        await process_and_publish(one, proc, sender, 60.0, carry=inflight, hold=True)
+    with pytest.raises(RuntimeError, match="broker said no"):
+        asyncio.run(go())
+    # partition 0's learners reflect the unacknowledged slice, partition 1's the next one
+    assert proc.partitions.get(0) is None and proc.partitions.get(1) is None
+    assert sender.acked == []
