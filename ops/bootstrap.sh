@@ -8,26 +8,7 @@ cd "$(dirname "$0")/.."
 
 say() { echo "driftline bootstrap: $*" >&2; }
 
-# The interpreter: $PYTHON if set; else CPython 3.13 if one runs here (measured ~5% faster
-# per event than 3.11, and the only version whose restored River objects keep the fast
-# attribute path: docs/benchmarks.md, "Python version"); else python3 (3.11 or newer; 3.12
-# is accepted but not sought, it measured no faster than 3.11).
-is_313() {  # a working, GIL-enabled 3.13 (a pyenv shim with no version selected fails)
-  "$1" -c 'import sys, sysconfig
-sys.exit(sys.version_info[:2] != (3, 13) or bool(sysconfig.get_config_var("Py_GIL_DISABLED")))' \
-    >/dev/null 2>&1
-}
-pick_python() {
-  local candidate
-  if is_313 python3.13; then echo python3.13; return; fi
-  if command -v pyenv >/dev/null 2>&1; then
-    while IFS= read -r candidate; do
-      if is_313 "$candidate"; then echo "$candidate"; return; fi
-    done < <(ls -d "$(pyenv root)"/versions/3.13*/bin/python3.13 2>/dev/null | sort -rV)
-  fi
-  echo python3
-}
-python=${PYTHON:-$(pick_python)}
+python=$(bash ops/python.sh)  # $PYTHON, else 3.13 if it runs here, else python3
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   say "Python 3.11 or newer is required as '$python' (set PYTHON=... to choose another)"
   exit 1
@@ -36,11 +17,11 @@ version=$("$python" -c 'import platform; print(platform.python_version())')
 stamp=.venv/.installed  # "<pyproject.toml hash> python-<version>" of the last install
 want="$(sha256sum pyproject.toml | cut -c1-16) python-$version"
 have=$(cat "$stamp" 2>/dev/null || true)
-built=$(.venv/bin/python -c 'import platform; print(platform.python_version())' 2>/dev/null \
-  || true)
-if [ -e .venv/pyvenv.cfg ] && [ "$built" != "$version" ]; then
+built=$(.venv/bin/python -c 'import platform; print("built with Python",
+platform.python_version())' 2>/dev/null || true)
+if [ -e .venv/pyvenv.cfg ] && [ "$built" != "built with Python $version" ]; then
   # A venv cannot change interpreter: built by another Python (or unfinished), start over.
-  say "removing .venv (${built:+built with Python $built}${built:-its Python no longer runs}; this run uses $version)"
+  say "removing .venv (${built:-its Python no longer runs}; this run uses Python $version)"
   rm -rf .venv
 fi
 mkdir -p .venv  # the log lives in the (git-ignored) venv folder
