@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -139,6 +140,8 @@ def main() -> None:
                              "rounds) on the same broker")
     parser.add_argument("--latency-repeats", type=int, default=1)
     args = parser.parse_args()
+    # First line: which interpreter ran (results differ by version; docs/benchmarks.md).
+    print(f"driftline bench: Python {platform.python_version()} ({sys.executable})", flush=True)
     rates = [int(r) for r in args.latency_rates.split(",")]
     previous = previous_results()
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))

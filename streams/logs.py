@@ -76,10 +76,21 @@ class OneLineErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep ``record``, without its traceback when it is an expected failure's."""
-        if record.exc_info and isinstance(record.exc_info[1], DriftlineError):
+        if record.exc_info and (isinstance(record.exc_info[1], DriftlineError)
+                                or _closed_thread_loop(record)):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def _closed_thread_loop(record: logging.LogRecord) -> bool:
+    """mode's shutdown race: a ``ServiceThread`` whose own loop already ended (the worker
+    is stopping) cannot be told it stopped, and mode logs "Error while stopping child"
+    with a ``RuntimeError('Event loop is closed')`` traceback. Nothing is left to stop; the
+    line stays, its traceback goes."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return (type(exc) is RuntimeError and exc.args == ("Event loop is closed",)
+            and "Error while stopping child" in str(record.msg))
 
 
 def configure(level: str, as_json: bool) -> None:

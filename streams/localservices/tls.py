@@ -61,7 +61,13 @@ def _issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))
                .not_valid_after(now + datetime.timedelta(days=_DAYS)))
-    for extension, critical in extensions:
+    # Key identifiers: OpenSSL's strict verification (Python 3.13's default context sets
+    # VERIFY_X509_STRICT) refuses a CA without a subject key identifier and a certificate
+    # without an authority key identifier.
+    for extension, critical in [
+            *extensions, (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+             False)]:
         builder = builder.add_extension(extension, critical=critical)
     return builder.sign(issuer_key, hashes.SHA256())
 
