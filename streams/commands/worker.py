@@ -59,10 +59,11 @@ def why(exc: BaseException) -> str:
 
 
 def worker(supervise: Annotated[bool, typer.Option(
-        "--supervise", envvar="DRIFTLINE_SUPERVISE",
+        "--supervise",
         help="Run the worker as the child of a parent that has done the imports and forks "
              "a new worker at once when it dies (kill -9, OOM, crash; not on exit code 1 "
-             "or a clean stop). SIGTERM/SIGINT stop both.")] = False) -> None:
+             "or a clean stop); SIGTERM/SIGINT stop both. Also DRIFTLINE_SUPERVISE=true."
+    )] = False) -> None:
     """Consume the events topic, score and learn, publish predictions and alerts.
 
     Configured by ``DRIFTLINE_*`` environment variables (see the README).
@@ -70,7 +71,7 @@ def worker(supervise: Annotated[bool, typer.Option(
     settings = Settings()
     registry = load_registry(settings)
     check_web_port(settings)
-    if supervise:  # returns in the worker child; the parent exits with the child's status
+    if supervise or settings.supervise:  # returns in the worker child; the parent exits
         logs.configure(settings.log_level, settings.log_json)
         supervisor.supervise()
     loop = asyncio.new_event_loop()  # not the current loop: Faust makes its own
