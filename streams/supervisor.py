@@ -30,6 +30,7 @@ This only helps when the worker process alone dies, not its container or host.
 
 import ctypes
 import enum
+import gc
 import logging
 import os
 import signal
@@ -158,6 +159,7 @@ def _fork(parent: int, unblocked: set[signal.Signals]) -> _Child | None:
     """A new child (``None`` in the child itself, set up to run the worker)."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # nothing buffered is written twice
+    gc.freeze()  # the child's collections leave the imported objects' pages shared
     pid = os.fork()
     if pid:
         return _Child(pid, time.monotonic())
