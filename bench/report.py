@@ -69,6 +69,26 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _restart_row(rec: dict[str, Any]) -> tuple[str, str, str]:
+    """The kill -9 target: the supervised worker's number when measured, the fresh
+    process's printed beside it (results before ``--supervise`` have only the latter).
+
+    >>> _restart_row({"restart_to_first_prediction_s": 2.69})
+    ('kill -9 to first new prediction <= 1 s (a fresh process)', '2.69 s', 'NOT met')
+    >>> _restart_row({"restart_to_first_prediction_s": 2.69,
+    ...               "supervised": {"kill_to_first_prediction_s": 0.41}})[1:]
+    ('0.41 s (a fresh process: 2.69 s)', 'met')
+    """
+    fresh = rec["restart_to_first_prediction_s"]
+    sup = rec.get("supervised")
+    if sup is None:
+        return ("kill -9 to first new prediction <= 1 s (a fresh process)", f"{fresh:.2f} s",
+                _met(fresh <= 1.0))
+    kill = sup["kill_to_first_prediction_s"]
+    return ("kill -9 to first new prediction <= 1 s (`driftline worker --supervise`)",
+            f"{kill:.2f} s (a fresh process: {fresh:.2f} s)", _met(kill <= 1.0))
+
+
 def targets(out: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Every target of issue 16 (and issue 10's "not slower than before"): (target,
     measured, met / NOT met), from one run's results."""
@@ -100,8 +120,7 @@ def targets(out: dict[str, Any]) -> list[tuple[str, str, str]]:
     if lat is not None:
         rows.append(("p99 produce-to-prediction <= 10 ms at 2,000 events/s",
                      f"{lat['p99_ms']:.1f} ms", _met(lat["p99_ms"] <= 10.0)))
-    rec = out["recovery"]["restart_to_first_prediction_s"]
-    rows.append(("kill -9 to first new prediction <= 1 s", f"{rec:.2f} s", _met(rec <= 1.0)))
+    rows.append(_restart_row(out["recovery"]))
     rows.append(("peak RSS per worker (reported)", f"{d['peak_rss_mib']:.0f} MiB", "reported"))
     for model, n in out.get("learner_bytes", {}).items():
         rows.append((f"memory per (model, partition) learner, {model} (reported)",
@@ -225,6 +244,7 @@ def _render(out: dict[str, Any]) -> str:
         cells = (f"{inp:,.0f} | {r['rate'] / inp:.2f}" if inp else "- | -")
         lines.append(f"| {r['model']} | {_rate(r)} | {cells} | {r['peak_rss_mib']:.0f} |")
     rec = out["recovery"]
+    sup = rec.get("supervised")
     ratio = on_median / off_median
     lines += [
         "",
@@ -236,9 +256,11 @@ def _render(out: dict[str, Any]) -> str:
         f"| throughput, checkpoints off (median of {len(pairs)}) | {off_median:,.0f} events/s "
         "| |",
         f"| throughput, checkpoints on / off (ratio of the medians) | {ratio:.2f} | |",
-        f"| kill -9, restart to first new prediction | "
-        f"{rec['restart_to_first_prediction_s']:.2f} s | <= 1 s: "
-        f"{_met(rec['restart_to_first_prediction_s'] <= 1)} |",
+        f"| kill -9, a fresh process: spawn to first new prediction | "
+        f"{rec['restart_to_first_prediction_s']:.2f} s | |",
+        *([f"| kill -9 of a supervised worker's child (`--supervise`): kill to first new "
+           f"prediction | {sup['kill_to_first_prediction_s']:.2f} s | <= 1 s: "
+           f"{_met(sup['kill_to_first_prediction_s'] <= 1)} |"] if sup else []),
         f"| predictions repeated after the restart (at-least-once, identical) | "
         f"{rec['repeated_after_restart']:,} | |",
         "",
@@ -249,7 +271,9 @@ def _render(out: dict[str, Any]) -> str:
         "",
         "Recovery uses static group membership (`DRIFTLINE_INSTANCE_ID`), so the restarted "
         "worker takes its partition back without waiting for the dead member's session to "
-        "expire; it is restored from its newest checkpoint and seeks just past it.",
+        "expire; it is restored from its newest checkpoint and seeks just past it. A fresh "
+        "process pays its imports (~1.5-2 s of CPU) first; `driftline worker --supervise` "
+        "forks the new worker from a parent that has done them.",
         "",
     ]
     return "\n".join(lines)

@@ -1,12 +1,14 @@
 """``python -m bench.restart_phases``: only the kill -9 recovery step, with where the time goes.
 
-Starts local Kafka and Redis, runs :func:`bench.runs.recovery` ``--runs`` times (the number
-``./dev bench`` reports), then once more with the replacement worker run by this module
-(``--worker``), which wraps the start-up steps of ``driftline worker`` and writes, in
-seconds since the replacement was spawned, when each began (``>``) and ended (``<``):
-imports, settings and models, the access check, the Faust app, topic checks, producer and
-consumer starts, the group join, restore, the first fetch with records, the first batch
-processed and acknowledged. Measurement only: nothing of it runs in a real worker.
+Starts local Kafka and Redis, runs :func:`bench.runs.recovery` ``--runs`` times (the numbers
+``./dev bench`` reports: a fresh replacement process, and a supervised worker whose child
+is killed), then once more with the workers run by this module (``--worker``), which
+wraps the start-up steps of ``driftline worker`` and writes, in seconds since the
+replacement was spawned (fresh) or the child killed (supervised), when each began (``>``)
+and ended (``<``): imports, settings and models, the access check, the Faust app, topic
+checks, producer and consumer starts, the group join, restore, the first fetch with
+records, the first batch processed and acknowledged. Measurement only: nothing of it runs
+in a real worker.
 """
 
 import argparse
@@ -21,21 +23,23 @@ from pathlib import Path
 from typing import Any
 
 _WRAPPED_LOGGERS = {"aiokafka.consumer.group_coordinator": logging.INFO,
-                    "streams.rebalance": logging.INFO}
+                    "streams.rebalance": logging.INFO, "streams.supervisor": logging.INFO}
 
 
-def _marker(path: str, t0: float) -> Any:
+def _marker(path: str) -> Any:
+    """Append ``epoch seconds, pid, what`` lines to ``path`` (made relative to the kill or
+    the spawn by :func:`bench.runs._relative`)."""
     out = open(path, "a")  # noqa: SIM115 (kept open for the process's life)
 
     def mark(what: str) -> None:
-        out.write(f"{time.time() - t0:8.3f} {what}\n")
+        out.write(f"{time.time():.6f} {os.getpid()} {what}\n")
         out.flush()
     return mark
 
 
 def _instrumented_worker() -> None:
     """``driftline worker`` with each start-up step timed (see the module's docstring)."""
-    mark = _marker(os.environ["BENCH_PHASES"], float(os.environ["BENCH_T0"]))
+    mark = _marker(os.environ["BENCH_PHASES"])
     mark("interpreter started")
     import aiokafka
 
@@ -62,7 +66,8 @@ def _instrumented_worker() -> None:
 
     for owner, name, label in (
             (worker, "check_access", "access check (Kafka, Redis)"),
-            (app.DriftlineApp, "on_start", "Faust app on_start (topic check)"),
+            (app.DriftlineApp, "on_start", "Faust app on_start (topic check, scoring start)"),
+            (app.DriftlineApp, "on_started", "Faust's services started (then its tables)"),
             (scoring.ScoringService, "on_start", "scoring service start"),
             (rebalance.Rebalancer, "on_partitions_assigned", "assignment callback"),
             (rebalance.Rebalancer, "_restore", "restore task (until resumed)"),
@@ -111,7 +116,8 @@ def _instrumented_worker() -> None:
         for name, level in _WRAPPED_LOGGERS.items():
             logger = logging.getLogger(name)
             logger.setLevel(level)
-            logger.addHandler(Logged())
+            if not any(isinstance(h, Logged) for h in logger.handlers):  # again in a child
+                logger.addHandler(Logged())
     worker.logs.configure = configured
     sys.argv = ["driftline", "worker"]
     streams.cli.main()
@@ -122,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("fresh", "supervised"),
+                        help="measure only one kind of restart (and no timed run)")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--kafka", help="bootstrap of a running broker (default: start one)")
     parser.add_argument("--redis", help="URL of a running Redis (with --kafka)")
@@ -149,10 +157,17 @@ def main() -> None:
         env = runs.Env(bootstrap, redis_url, tmp)
         values = make_events(args.events)
         for i in range(args.runs):
-            print(f"run {i + 1}: {runs.recovery(env, values)}", flush=True)
+            if args.only:
+                one = runs.fresh_restart if args.only == "fresh" else runs.supervised_restart
+                print(f"run {i + 1} ({args.only}): {one(env, values)}", flush=True)
+            else:
+                print(f"run {i + 1}: {runs.recovery(env, values)}", flush=True)
+        if args.only:
+            return
         phases = tmp / "phases.txt"
         print(f"timed run: {runs.recovery(env, values, phases=phases)}")
-        print(phases.read_text())
+        for kind in ("fresh", "supervised"):
+            print(f"{kind}:\n{phases.with_suffix('.' + kind).read_text()}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     instance_id: str | None = Field(
         None, description="Static group membership id (e.g. the pod name): a restarted "
                           "worker takes its partitions back without a rebalance.")
+    supervise: bool = Field(
+        False, description="driftline worker --supervise: a parent that has done the "
+                           "imports forks the worker, and a new one at once when it is "
+                           "killed or crashes.")
     session_timeout: float = Field(10.0, gt=0, description="Consumer group session timeout (s).")
     heartbeat_interval: float = Field(3.0, gt=0, description="Consumer heartbeat interval (s).")
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")

@@ -4,9 +4,9 @@ Faust's own consumer and producer only serve the incidents agent and table
 (:mod:`streams.incidents`, low volume: the alerts topic); with
 ``DRIFTLINE_INCIDENTS=false`` they are switched off (documented
 :class:`BootStrategy` options). Events are consumed and outputs produced by
-:class:`streams.scoring.ScoringService`, which the app starts once its web server and
-Faust's services run — without waiting for the incidents agent's group join or table
-recovery — and stops first.
+:class:`streams.scoring.ScoringService`, which the app starts before Faust's own services
+(web server, table manager, incidents agent) — so not after the table manager's 1 s
+start-up sleep nor the agent's group join — and stops first.
 """
 
 import contextlib
@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import faust
 from faust.app.base import BootStrategy
 from faust.utils import venusian as faust_venusian
-from mode import ServiceT
 
 from learners import checkpoint
 from learners.registry import ModelRegistry
@@ -38,31 +37,34 @@ class DriftlineApp(faust.App):
     """A Faust app whose data plane is one extra service instance."""
 
     BootStrategy = _Boot
-    scoring: ServiceT | None = None
+    scoring: ScoringService | None = None
     settings: Settings | None = None
 
     async def on_start(self) -> None:
-        """Create the topics before the scoring consumer subscribes to the events topic and
-        Faust's consumer to the alerts topic (a topic missing at its first assignment is
-        ignored until the next metadata refresh); both start after this, once."""
+        """Create the topics, then start the scoring service, before Faust's own services.
+
+        The topics first: the scoring consumer subscribes to the events topic and Faust's
+        consumer to the alerts topic (a topic missing at its first assignment is ignored
+        until the next metadata refresh). Scoring next, not after Faust's services: their
+        start takes over a second (the table manager sleeps 1 s in its start) and, after a
+        kill -9, Faust's incidents agent waits for the dead member of its group (no static
+        membership) until its session timeout; scoring uses neither. A scoring failure
+        meanwhile (a restore refused) is held until :meth:`on_started`
+        (:meth:`ScoringService.hold_failures`): crashing Faust's services while the app is
+        still starting them leaves Faust's consumer thread to fail its stop with a
+        traceback. The alerts scoring publishes meanwhile wait in Kafka for the agent.
+        """
         await super().on_start()
         if self.settings is not None:
             await ensure_topics(self.settings)
-
-    async def on_started(self) -> None:
-        """Start the scoring service once Faust's services run, then let Faust wait for the
-        incidents agent's group join and table recovery.
-
-        Not after them (Faust's ``on_started_init_extra_services``): after a kill -9 the
-        dead worker stays in the agent's group (no static membership) until its session
-        timeout, so scoring waited ~6 s (of a 10 s timeout) for a group it does not use.
-        The alerts scoring publishes meanwhile wait in Kafka for the agent. Not before
-        Faust's services either: a scoring failure at start-up (a restore refused) would
-        crash them while the app is still starting them (the table manager sleeps 1 s in
-        its start), and Faust's consumer thread then fails to stop with a traceback.
-        """
         if self.scoring is not None:
             await self.add_runtime_dependency(self.scoring)
+
+    async def on_started(self) -> None:
+        """Faust's services run: a scoring failure held since start-up may stop the app now;
+        then let Faust wait for the incidents agent's group join and table recovery."""
+        if self.scoring is not None:
+            self.scoring.release_failures()
         await super().on_started()
 
     def _new_web(self) -> web.OwnViewsOnly:

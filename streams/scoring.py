@@ -291,6 +291,23 @@ class ScoringService(Service):
         self.scoring: ScoringLoop | None = None
         self._closers: list[Any] = []
         self._task: asyncio.Task[None] | None = None
+        #: Set once a failure may crash the app (see :meth:`hold_failures`).
+        self._failures_released = asyncio.Event()
+
+    def release_failures(self) -> None:
+        """Let a failure of the loop crash the app from now on (see :meth:`hold_failures`)."""
+        self._failures_released.set()
+
+    async def hold_failures(self) -> None:
+        """Wait until the app has started its own services, or this service stops.
+
+        The app starts this service before Faust's services
+        (:meth:`streams.app.DriftlineApp.on_start`); a failure of the loop meanwhile (a
+        refused restore) has already stopped scoring, but crashing the app while it is
+        still starting Faust's services leaves Faust's consumer thread to fail its stop
+        with a traceback. The app calls :meth:`release_failures` once they run.
+        """
+        await self._failures_released.wait()
 
     @property
     def ready(self) -> bool:
@@ -341,15 +358,18 @@ class ScoringService(Service):
             await loop.run()
         except DriftlineError as exc:  # said in one line where it happened: no traceback
             log.error("stopping the worker: %s", exc)
+            await self.hold_failures()
             await self.crash(exc)
             raise
         except Exception as exc:
             log.exception("scoring loop failed; stopping the worker")
+            await self.hold_failures()
             await self.crash(exc)
             raise
 
     async def on_stop(self) -> None:
         """Finish the slice in hand, checkpoint and commit, leave the group, close clients."""
+        self.release_failures()  # a failure held at start-up is reported, not waited on
         try:
             if self.scoring is not None:
                 self.scoring.stopping = True

@@ -5,17 +5,23 @@ with its credentials, so a wrong password, certificate or address ends start-up 
 line and exit code 1 instead of a traceback from inside a running service. A worker that
 stops on an error says why in its last log line (``worker stopped: ...``, one line) and
 exits 1.
+
+``driftline worker --supervise`` (or ``DRIFTLINE_SUPERVISE=true``) runs the worker as the
+child of a parent that has done the imports and forks a new worker at once when the
+child dies (kill -9, the OOM killer, a crash): see :mod:`streams.supervisor`.
 """
 
 import asyncio
 import logging
 import sys
+from typing import Annotated
 
 import faust
+import typer
 
 from schemas.exceptions import DriftlineError
 from schemas.settings import Settings
-from streams import logs
+from streams import logs, supervisor
 from streams.app import create_app
 from streams.commands.access import check_access, check_web_port
 from streams.config import load_registry
@@ -52,7 +58,12 @@ def why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
-def worker() -> None:
+def worker(supervise: Annotated[bool, typer.Option(
+        "--supervise",
+        help="Run the worker as the child of a parent that has done the imports and forks "
+             "a new worker at once when it dies (kill -9, OOM, crash; not on exit code 1 "
+             "or a clean stop); SIGTERM/SIGINT stop both. Also DRIFTLINE_SUPERVISE=true."
+    )] = False) -> None:
     """Consume the events topic, score and learn, publish predictions and alerts.
 
     Configured by ``DRIFTLINE_*`` environment variables (see the README).
@@ -60,6 +71,9 @@ def worker() -> None:
     settings = Settings()
     registry = load_registry(settings)
     check_web_port(settings)
+    if supervise or settings.supervise:  # returns in the worker child; the parent exits
+        logs.configure(settings.log_level, settings.log_json)
+        supervisor.supervise()
     loop = asyncio.new_event_loop()  # not the current loop: Faust makes its own
     try:
         loop.run_until_complete(check_access(settings))

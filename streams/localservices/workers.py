@@ -35,6 +35,17 @@ class WorkerProcess:
         """True while the process runs."""
         return self.proc is not None and self.proc.poll() is None
 
+    def children(self) -> list[int]:
+        """Pids of the process's children (a supervised worker's child), from /proc."""
+        if not self.alive():
+            return []
+        assert self.proc is not None
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:  # it has just ended
+            return []
+        return [int(pid) for pid in text.split()]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         """Send ``sig``, wait up to ``timeout`` (then SIGKILL); return the exit code."""
         if self.proc is None:
