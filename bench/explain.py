@@ -81,6 +81,10 @@ def explain(target: str, out: dict[str, Any]) -> str | None:
         return ("the tail is the shared machine: the slowest 1% of events overlapped a "
                 "stretch where the worker's loop waited for a CPU (broker, bench driver and "
                 "worker on 2 cores; \"Latency at 2,000 events/s: where it goes\")")
+    if target.startswith("kill -9") and "--supervise" in target:
+        return ("the supervised worker's new child still builds the Faust app, checks Kafka "
+                "and Redis, rejoins the group and restores before its first slice (phases: "
+                "\"kill -9 to first prediction\", `python -m bench.restart_phases`)")
     if target.startswith("kill -9"):
         return ("a new process pays its imports first (river with scipy.stats, faust, "
                 "aiohttp, aiokafka: ~1.4 s of CPU here, \"Why <= 1 s is not reachable with "
