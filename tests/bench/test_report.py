@@ -74,4 +74,4 @@ def test_an_unmet_target_is_printed_with_why_and_a_met_one_without():
     assert lines[first].startswith("[met]") and not lines[first + 1].startswith("    why:")
     section = "\n".join(report.why_section(out))
     assert "plain aiokafka loop (checkpoints" not in section
-    assert "**kill -9 to first new prediction <= 1 s**" in section
+    assert "**kill -9 to first new prediction <= 1 s (a fresh process)**" in section
