@@ -30,9 +30,15 @@ log = logging.getLogger(__name__)
 
 
 class Worker(faust.Worker):
-    """Faust's worker, remembering the error its start-up failed with."""
+    """Faust's worker, remembering the error its start-up failed with; its start-up
+    spinner only on a terminal (elsewhere it wrote cursor escapes into the log)."""
 
     failure: BaseException | None = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.stdout.isatty():
+            self.spinner = None
 
     async def start(self) -> None:
         """Start every service; an error is kept for the last log line, then raised."""

@@ -74,6 +74,7 @@ def test_a_clean_restart_warns_of_nothing_and_another_writer_is_still_reported(
              "second worker restored")
     assert second.stop() == 0
     assert streams_warnings(second.log()) == []
+    assert "\x1b" not in first.log() + second.log()  # no terminal escapes in a log file
     assert not any(text in first.log() + second.log() for text in MISLEADING)
 
     # Another writer stores a checkpoint of the same offset (same learner, other bytes).
