@@ -25,7 +25,6 @@ b'state at the fork'
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import gc
 import os
@@ -36,18 +35,14 @@ import warnings
 from collections.abc import Callable
 
 from schemas.exceptions import DriftlineError
+from streams import pdeathsig
 
 #: Forking snapshots need Linux's fork and pidfd (elsewhere they are taken inline).
 CAN_FORK = sys.platform == "linux" and hasattr(os, "pidfd_open")
 _OK, _FAILED = b"\x00", b"\x01"
-_PR_SET_PDEATHSIG = 1
 _F_SETPIPE_SZ = 1031
 _CHUNK = 1 << 20
 _LEN = struct.Struct(">Q")
-try:  # loaded here, not in the child (no dlopen after fork)
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if CAN_FORK else None
-except (OSError, AttributeError):
-    _PRCTL = None
 
 
 class SnapshotFailed(DriftlineError):
@@ -178,8 +173,7 @@ def _child(work: Callable[[], bytes], read: int, write: int, parent: int) -> Non
             signal.set_wakeup_fd(-1)  # the parent's loop must not see the child's signals
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        pdeathsig.die_with_parent(signal.SIGKILL)
         if os.getppid() != parent:
             return
         os.closerange(3, write)

@@ -28,7 +28,6 @@ commits), so no orphan keeps the partitions. Linux only (``fork``, ``prctl``).
 This only helps when the worker process alone dies, not its container or host.
 """
 
-import ctypes
 import enum
 import gc
 import logging
@@ -39,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from streams import pdeathsig
 from streams.exceptions import ServiceError
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,6 @@ BACKOFF_MAX_S = 30.0
 
 _STOP = frozenset({signal.SIGTERM, signal.SIGINT})
 _WAITED = _STOP | {signal.SIGCHLD}
-_PR_SET_PDEATHSIG = 1
-try:  # loaded in the parent, not after the fork
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # pragma: no cover - not Linux
-    _PRCTL = None
 
 
 class Next(enum.Enum):
@@ -136,7 +131,7 @@ def supervise() -> None:
     Raises:
         ServiceError: (in the parent) ``fork`` or ``prctl`` is not available here.
     """
-    if _PRCTL is None or not hasattr(os, "fork"):
+    if not pdeathsig.AVAILABLE or not hasattr(os, "fork"):
         raise ServiceError("driftline worker --supervise needs Linux (fork, prctl)")
     if threading.active_count() > 1:  # a fork copies only the calling thread
         log.warning("supervisor: %d threads run before the fork; the worker gets only one",
@@ -163,8 +158,7 @@ def _fork(parent: int, unblocked: set[signal.Signals]) -> _Child | None:
     pid = os.fork()
     if pid:
         return _Child(pid, time.monotonic())
-    assert _PRCTL is not None
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    pdeathsig.die_with_parent(signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(0)
     signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)

@@ -8,7 +8,6 @@ True
 False
 """
 
-import ctypes
 import os
 import shutil
 import signal
@@ -18,9 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams import pdeathsig
 from streams.exceptions import ServiceError
-
-_PR_SET_PDEATHSIG = 1
 
 
 def require_executable(name: str, hint: str) -> str:
@@ -33,8 +31,7 @@ def require_executable(name: str, hint: str) -> str:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Ask Linux to SIGKILL this child when the process that spawned it dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    pdeathsig.die_with_parent(signal.SIGKILL)
 
 
 @dataclass
