@@ -297,8 +297,14 @@ class Learner:
         ADWIN: the learning half of test-then-train, inline or ``late`` (then the event
         was already counted as scored and seen by the label-free watchers)."""
         task = self.task
-        if news is None and self.n_learned:  # nothing new: learned as before
-            self._learn_plain(x, y)
+        if news is None and self.n_learned:  # nothing new: learned as before, no copy
+            try:
+                if task == "anomaly":
+                    self.model.learn_one(x)
+                else:
+                    self.model.learn_one(x, y)
+            except Exception as exc:
+                raise self._broken(exc) from exc
         else:
             self._learn(x, y, news)
         self._probe = x
@@ -325,7 +331,8 @@ class Learner:
                 return Step(prediction, scores, version, True, None, False, unhealthy,
                             watched)
             self.metric.update(y, prediction)
-        return self._watch(prediction, value, version, scores, unhealthy, watched)
+        signal, reset = self.observe_loss(value)
+        return Step(prediction, scores, version, True, signal, reset, unhealthy, watched)
 
     def _challenge(self, x: dict[str, Any], y: Any, prediction: Any,
                    proba: dict[Any, float] | None, step: Step) -> None:
@@ -353,7 +360,9 @@ class Learner:
             items = proba.items()
             if len(proba) > self.spec.scores_top_k:
                 items = sorted(items, key=lambda kv: -kv[1])[:self.spec.scores_top_k]
-            return prediction, proba, {class_key(c): p for c, p in items}
+            # class_key, inline (a call per class otherwise)
+            return prediction, proba, {
+                "true" if c is True else "false" if c is False else str(c): p for c, p in items}
         if self.task == "regression":
             return self.model.predict_one(x), None, None
         return self.model.score_one(x), None, None
@@ -496,14 +505,16 @@ class Learner:
     def _learn_plain(self, x: dict[str, Any], y: Any) -> None:
         """Learn an event like those the model has learned, without a copy."""
         try:
-            if self.task == "anomaly":
-                self.model.learn_one(x)
-            else:
-                self.model.learn_one(x, y)
-        except Exception as exc:  # a state we cannot put back: start afresh
-            reason = f"learning failed half-way: {type(exc).__name__}: {exc}"
-            self._restart()
-            raise ModelError(f"{type(exc).__name__}: {exc}", reason) from exc
+            self._learn_one(x, y)
+        except Exception as exc:
+            raise self._broken(exc) from exc
+
+    def _broken(self, exc: Exception) -> ModelError:
+        """Learning without a copy raised ``exc``: a state we cannot put back, so the model
+        starts afresh; the error to raise (``unhealthy`` says why)."""
+        reason = f"learning failed half-way: {type(exc).__name__}: {exc}"
+        self._restart()
+        return ModelError(f"{type(exc).__name__}: {exc}", reason)
 
     def _learn_one(self, x: dict[str, Any], y: Any) -> None:
         if self.task == "anomaly":
@@ -542,12 +553,6 @@ class Learner:
     def _watch_inputs(self, x: dict[str, Any], prediction: Any) -> "list[WatchSignal] | tuple[()]":
         """Feed the label-free watchers (if configured) with an event that was taken."""
         return self.inputs.update(x, prediction) if self.inputs is not None else ()
-
-    def _watch(self, prediction: Any, value: float, version: int,
-               scores: dict[str, float] | None, unhealthy: str | None,
-               watched: "list[WatchSignal] | tuple[()]" = ()) -> Step:
-        signal, reset = self.observe_loss(value)
-        return Step(prediction, scores, version, True, signal, reset, unhealthy, watched)
 
     def observe_loss(self, value: float) -> tuple[DriftSignal | None, bool]:
         """Count one learned event and give its loss (or score) to the drift watcher;
