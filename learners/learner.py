@@ -41,7 +41,9 @@ learners.exceptions.EventRefused: the model's labels are bool; this label is str
 """
 
 import copy
+import io
 import math
+import pickle
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,7 @@ from learners.feature_drift import FeatureWatch, WatchSignal
 from learners.health import non_finite
 from learners.metric import make_metric
 from learners.pipeline_text import build_pipeline, pipeline_meaning
+from learners.set_order import canonical_sets
 from schemas.event import finite_number_problem
 from schemas.models_file import ModelSpec
 
@@ -640,11 +643,70 @@ def _challenger(spec: ModelSpec) -> Challenger | None:
 def _inline_copy(model: Any) -> Any:
     """``model`` rebuilt through :mod:`learners.safe_pickle`, whose objects keep CPython's
     inline attributes (same state, same predictions); ``model`` itself when it cannot be
-    pickled safely."""
+    pickled safely.
+
+    The copy shares the original's strings: its dictionaries keep the very key objects the
+    events' features hand in (pydantic's string cache), so River's look-ups match them by
+    identity instead of comparing characters (16k instructions per event, callgrind).
+
+    >>> from river import preprocessing
+    >>> scaler = preprocessing.StandardScaler()
+    >>> scaler.learn_one({"amount": 1.0})
+    >>> [k for k in _inline_copy(scaler).counts][0] is [k for k in scaler.counts][0]
+    True
+    """
+    out, strings = io.BytesIO(), _Strings()
     try:
-        return safe_pickle.loads(safe_pickle.dumps(model))
+        _SharedStringPickler(out, strings).dump(model)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return model
+    try:
+        unpickler = _SharedStringUnpickler(io.BytesIO(out.getvalue()), buffers=())
+        unpickler.strings = strings.objects
+        return canonical_sets(unpickler.load())
     except UnsupportedObject:
         return model
+
+
+class _Strings:
+    """The strings a :class:`_SharedStringPickler` wrote by reference, by index."""
+
+    __slots__ = ("index", "objects")
+
+    def __init__(self) -> None:
+        self.objects: list[str] = []
+        self.index: dict[int, int] = {}
+
+
+class _SharedStringPickler(safe_pickle.SafePickler):
+    """:class:`safe_pickle.SafePickler` writing each string as a reference into ``strings``
+    (an in-memory copy only: such a pickle is never stored)."""
+
+    def __init__(self, file: io.BytesIO, strings: _Strings) -> None:
+        super().__init__(file, protocol=safe_pickle.PROTOCOL)
+        self.strings = strings
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if type(obj) is not str:
+            return None
+        strings = self.strings
+        found = strings.index.get(id(obj))
+        if found is None:
+            found = strings.index[id(obj)] = len(strings.objects)
+            strings.objects.append(obj)
+        return found
+
+
+class _SharedStringUnpickler(safe_pickle.RestrictedUnpickler):
+    """Reads a :class:`_SharedStringPickler`'s pickle: the allow-list, plus references to
+    the strings of ``strings`` (nothing else)."""
+
+    strings: list[str] = []
+
+    def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is not int or not 0 <= pid < len(self.strings):
+            raise UnsupportedObject("a reference to a string that was not written")
+        return self.strings[pid]
 
 
 def _watcher(spec: ModelSpec, cooldown: int) -> DriftWatcher:
