@@ -48,6 +48,7 @@ from streams.records import Output, Record
 
 _MAX_DETAILS = 20
 _MAX_EVENT_BYTES, _MAX_KEY_BYTES = constants.MAX_EVENT_BYTES, constants.MAX_KEY_BYTES
+_tuple_new = tuple.__new__
 log = logging.getLogger(__name__)
 
 
@@ -251,7 +252,8 @@ class EventProcessor:
             return self._invalid(record, exc, at, out)
         if fb.model not in self._known:
             return self._unknown_model(record, fb.model, at, out)
-        self._tick(part, record, at, out)
+        clock = self._clock_ms(record)
+        self._tick(part, clock, record, at, out)
         if part.feedback_seen(fb.model, record.offset):
             return self._skip()
         learner = part.learner(fb.model)  # checkpointed with the model's pending store
@@ -259,7 +261,7 @@ class EventProcessor:
             learner.check_label(fb.label)
         except EventRefused as exc:
             return self._dead(record, exc.reason, f"model '{fb.model}': {exc}", [], at, out)
-        received = Received(record.offset, record.key, record.value, self._clock_ms(record))
+        received = Received(record.offset, record.key, record.value, clock)
         return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
                           part, record, at, out)
 
@@ -268,13 +270,14 @@ class EventProcessor:
         self._dead(record, "unknown_model", f"model '{model}' is not configured; known "
                    f"models: {', '.join(sorted(self._known))}", [], at, out)
 
-    def _tick(self, part: PartitionState, record: Record, at: str, out: list[Output]) -> None:
-        """Move the partition's event-time clock to ``record``'s timestamp (a valid record's,
-        and only a plausible time: after 2000, at most a day ahead of now — one record
-        stamped in 2286 must not expire every pending prediction); what that expires is
-        an output of ``record``. Nothing to expire without a store (labels inline only):
-        the clock just moves."""
-        feedback, ms = part.feedback, self._clock_ms(record)
+    def _tick(self, part: PartitionState, ms: int | None, record: Record, at: str,
+              out: list[Output]) -> None:
+        """Move the partition's event-time clock to ``ms``, ``record``'s timestamp as
+        :meth:`_clock_ms` gives it (a valid record's, and only a plausible time: after 2000,
+        at most a day ahead of now — one record stamped in 2286 must not expire every
+        pending prediction); what that expires is an output of ``record``. Nothing to
+        expire without a store (labels inline only): the clock just moves."""
+        feedback = part.feedback
         if ms is None or ms <= feedback.watermark:
             return
         if feedback.stores:
@@ -338,7 +341,8 @@ class EventProcessor:
         model, features, label = event.model, event.features, event.label
         if model not in self._known:
             return self._unknown_model(record, model, at, out)
-        self._tick(part, record, at, out)
+        clock = self._clock_ms(record)
+        self._tick(part, clock, record, at, out)
         offset = record.offset
         if part.model_seen(model, offset):
             return self._skip()
@@ -367,7 +371,11 @@ class EventProcessor:
         prediction = _serialise(body)
         learned = " (the model learned the event)" if step.learned else ""
         tally = self._tally
-        origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
+        if event.timestamp is None:  # the record's time: plausible if it is the clock's
+            origin, plausible = record.timestamp_ms, clock is not None
+        else:
+            origin = event.timestamp_ms
+            plausible = origin is not None and plausible_ms(origin, self._now_ms)
         if prediction is None:
             self._dead(record, "model_error", f"the prediction cannot be serialised as JSON"
                        f"{learned}", [], at, out)
@@ -376,15 +384,16 @@ class EventProcessor:
                        f"bytes; the limit is {self.settings.output_max_bytes}{learned}",
                        [], at, out)
         else:
-            if origin is not None and plausible_ms(origin, self._now_ms):
+            if plausible:
                 tally.origins_ms.append(origin)
             tally.scored[model] += 1
-            out.append(Output(self._predictions, key, prediction))
+            # what Output(...) does, without its Python-level __new__
+            out.append(_tuple_new(Output, (self._predictions, key, prediction)))
             if label is None and learner.spec.feedback_max_pending:
                 # kept for its late label (learners/feedback.py)
                 self._late(part.feedback.scored(
                     model, event_id, offset, features,
-                    (step.prediction, step.proba), self._clock_ms(record)), part, record, at, out)
+                    (step.prediction, step.proba), clock), part, record, at, out)
         if step.learned:
             tally.learned[model] += 1
         if step.unhealthy is not None:
