@@ -658,7 +658,7 @@ def _inline_copy(model: Any) -> Any:
     out, strings = io.BytesIO(), _Strings()
     try:
         _SharedStringPickler(out, strings).dump(model)
-    except (pickle.PicklingError, AttributeError, TypeError):
+    except (pickle.PicklingError, AttributeError, TypeError, UnsupportedObject):  # as dumps
         return model
     try:
         unpickler = _SharedStringUnpickler(io.BytesIO(out.getvalue()), buffers=())
