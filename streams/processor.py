@@ -47,6 +47,8 @@ from streams.deadletter import dead_letter, deadletter_key
 from streams.records import Output, Record
 
 _MAX_DETAILS = 20
+_MAX_EVENT_BYTES, _MAX_KEY_BYTES = constants.MAX_EVENT_BYTES, constants.MAX_KEY_BYTES
+_tuple_new = tuple.__new__
 log = logging.getLogger(__name__)
 
 
@@ -250,7 +252,8 @@ class EventProcessor:
             return self._invalid(record, exc, at, out)
         if fb.model not in self._known:
             return self._unknown_model(record, fb.model, at, out)
-        self._tick(part, record, at, out)
+        clock = self._clock_ms(record)
+        self._tick(part, clock, record, at, out)
         if part.feedback_seen(fb.model, record.offset):
             return self._skip()
         learner = part.learner(fb.model)  # checkpointed with the model's pending store
@@ -258,7 +261,7 @@ class EventProcessor:
             learner.check_label(fb.label)
         except EventRefused as exc:
             return self._dead(record, exc.reason, f"model '{fb.model}': {exc}", [], at, out)
-        received = Received(record.offset, record.key, record.value, self._clock_ms(record))
+        received = Received(record.offset, record.key, record.value, clock)
         return self._late(part.feedback.feedback(fb.model, fb.event_id, fb.label, received),
                           part, record, at, out)
 
@@ -267,13 +270,14 @@ class EventProcessor:
         self._dead(record, "unknown_model", f"model '{model}' is not configured; known "
                    f"models: {', '.join(sorted(self._known))}", [], at, out)
 
-    def _tick(self, part: PartitionState, record: Record, at: str, out: list[Output]) -> None:
-        """Move the partition's event-time clock to ``record``'s timestamp (a valid record's,
-        and only a plausible time: after 2000, at most a day ahead of now — one record
-        stamped in 2286 must not expire every pending prediction); what that expires is
-        an output of ``record``. Nothing to expire without a store (labels inline only):
-        the clock just moves."""
-        feedback, ms = part.feedback, self._clock_ms(record)
+    def _tick(self, part: PartitionState, ms: int | None, record: Record, at: str,
+              out: list[Output]) -> None:
+        """Move the partition's event-time clock to ``ms``, ``record``'s timestamp as
+        :meth:`_clock_ms` gives it (a valid record's, and only a plausible time: after 2000,
+        at most a day ahead of now — one record stamped in 2286 must not expire every
+        pending prediction); what that expires is an output of ``record``. Nothing to
+        expire without a store (labels inline only): the clock just moves."""
+        feedback = part.feedback
         if ms is None or ms <= feedback.watermark:
             return
         if feedback.stores:
@@ -323,27 +327,32 @@ class EventProcessor:
         return None
 
     def _one(self, record: Record, part: PartitionState, at: str, out: list[Output]) -> None:
-        if self._refused_bytes(record, at, out):
+        value, key = record.value, record.key
+        if value is None or len(value) > _MAX_EVENT_BYTES or (
+                key is not None and len(key) > _MAX_KEY_BYTES):
+            self._refused_bytes(record, at, out)
             return None
-        value = record.value
-        assert value is not None
         try:
             event = Event.model_validate_json(value)
         except ValidationError as exc:
             return self._invalid(record, exc, at, out)
-        if event.model not in self._known:
-            return self._unknown_model(record, event.model, at, out)
-        self._tick(part, record, at, out)
-        if part.model_seen(event.model, record.offset):
+        # each read of a pydantic model's field is a slow attribute look-up (BaseModel has
+        # __getattr__, which rules out CPython's specialised reads): once per event
+        model, features, label = event.model, event.features, event.label
+        if model not in self._known:
+            return self._unknown_model(record, model, at, out)
+        clock = self._clock_ms(record)
+        self._tick(part, clock, record, at, out)
+        offset = record.offset
+        if part.model_seen(model, offset):
             return self._skip()
-        learner = part.learner(event.model)
-        features = event.features
+        learner = part.learner(model)
         if None in features.values():
             features = {k: v for k, v in features.items() if v is not None}
         try:
-            step = learner.step(features, event.label)
+            step = learner.step(features, label)
         except EventRefused as exc:  # checked before the model was touched
-            return self._dead(record, exc.reason, f"model '{event.model}': {exc}", [], at, out)
+            return self._dead(record, exc.reason, f"model '{model}': {exc}", [], at, out)
         except ModelError as exc:  # the learner is as it was (or restarted: unhealthy)
             self._dead(record, "model_error", str(exc), [], at, out)
             if exc.unhealthy is not None:
@@ -351,17 +360,22 @@ class EventProcessor:
             return None
         except Exception as exc:  # the model's own error is the dead letter's reason
             return self._dead(record, "model_error", f"{type(exc).__name__}: {exc}", [], at, out)
+        event_id = event.event_id
         body = {
-            "event_id": event.event_id, "model": event.model, "prediction": step.prediction,
+            "event_id": event_id, "model": model, "prediction": step.prediction,
             "scores": step.scores, "model_version": step.version, "learned": step.learned,
-            "partition": record.partition, "offset": record.offset, "scored_at": at,
+            "partition": record.partition, "offset": offset, "scored_at": at,
         }
         if step.generation is not None:  # a model with a challenger: who served it
             body["generation"] = step.generation
         prediction = _serialise(body)
         learned = " (the model learned the event)" if step.learned else ""
         tally = self._tally
-        origin = event.timestamp_ms if event.timestamp is not None else record.timestamp_ms
+        if event.timestamp is None:  # the record's time: plausible if it is the clock's
+            origin, plausible = record.timestamp_ms, clock is not None
+        else:
+            origin = event.timestamp_ms
+            plausible = origin is not None and plausible_ms(origin, self._now_ms)
         if prediction is None:
             self._dead(record, "model_error", f"the prediction cannot be serialised as JSON"
                        f"{learned}", [], at, out)
@@ -370,29 +384,30 @@ class EventProcessor:
                        f"bytes; the limit is {self.settings.output_max_bytes}{learned}",
                        [], at, out)
         else:
-            if origin is not None and plausible_ms(origin, self._now_ms):
+            if plausible:
                 tally.origins_ms.append(origin)
-            tally.scored[event.model] += 1
-            out.append(Output(self._predictions, record.key, prediction))
-            if event.label is None and learner.spec.feedback_max_pending:
+            tally.scored[model] += 1
+            # what Output(...) does, without its Python-level __new__
+            out.append(_tuple_new(Output, (self._predictions, key, prediction)))
+            if label is None and learner.spec.feedback_max_pending:
                 # kept for its late label (learners/feedback.py)
                 self._late(part.feedback.scored(
-                    event.model, event.event_id, record.offset, features,
-                    (step.prediction, step.proba), self._clock_ms(record)), part, record, at, out)
+                    model, event_id, offset, features,
+                    (step.prediction, step.proba), clock), part, record, at, out)
         if step.learned:
-            tally.learned[event.model] += 1
+            tally.learned[model] += 1
         if step.unhealthy is not None:
             out.append(self._unhealthy(event, record, step.unhealthy, at))
         if step.signal is not None:
-            self._signal(event.model, event.event_id, record, learner, step.signal,
+            self._signal(model, event_id, record, learner, step.signal,
                          step.reset, at, out, origin)
         if step.watched:
             out.extend(self._watched(event, record, step.watched, at, origin))
         if step.challenger_failed:
-            tally.challenger_failed[event.model] += 1
+            tally.challenger_failed[model] += 1
         if step.promoted is not None:
-            out.append(self._promotion(event.model, event.event_id, record.partition,
-                                       record.offset, step.promoted, at))
+            out.append(self._promotion(model, event_id, record.partition,
+                                       offset, step.promoted, at))
         return None
 
     def _promotion(self, model: str, event_id: str, partition: int, offset: int,
