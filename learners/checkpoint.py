@@ -50,6 +50,7 @@ from learners import safe_pickle
 from learners.exceptions import BadSignature, CheckpointError, UnsupportedObject, VersionMismatch
 from learners.learner import Learner
 from learners.pipeline_text import build_pipeline
+from schemas.event import parsed_names
 from schemas.exceptions import ConfigError
 from schemas.models_file import ModelSpec
 
@@ -281,6 +282,11 @@ def verify(blob: bytes, key: bytes) -> tuple[Header, memoryview]:
     return header, memoryview(body)[_LEN.size + length:]
 
 
+#: A restored learner up to this size (pickled) holds the event parser's feature-name
+#: objects (:meth:`Learner.share_strings`: one more in-memory copy, ~10 ms per MiB).
+SHARE_STRINGS_MAX_BYTES = 1 << 20
+
+
 def _unpickle(header: Header, payload: bytes) -> Learner:
     """The payload's learner, through the allow-list; a failure caused by another writer's
     versions says which versions differ and what to do."""
@@ -305,6 +311,8 @@ def _unpickle(header: Header, payload: bytes) -> Learner:
             again = safe_pickle.dumps(learner)
             if _REINLINE:  # pickling read every __dict__: the objects lost their fast path
                 learner = safe_pickle.loads(again)
+            if len(again) <= SHARE_STRINGS_MAX_BYTES:  # feature names as events bring them
+                learner.share_strings(parsed_names(learner.kinds))
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # RecursionError from a 100,000-deep list, ...

@@ -20,9 +20,11 @@ is refused, so one bad clock cannot poison the end-to-end latency metric.
 [1767225600000.0, 1767225600000.0, 1767225600000.0, 1767225600000.0]
 """
 
+import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated
 
@@ -36,6 +38,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 
@@ -142,3 +145,31 @@ class Event(BaseModel):
         if isinstance(self.timestamp, datetime):
             return self.timestamp.timestamp() * 1000.0
         return epoch_ms(self.timestamp)
+
+
+def parsed_names(names: Iterable[str]) -> dict[str, str]:
+    """Each feature name mapped to the object the event parser hands out for it.
+
+    pydantic-core caches the strings it parses (a fixed-size cache keyed by the text), so
+    the events of a stream bring the same feature-name objects, event after event, until
+    other strings evict them. A model keyed by those very objects finds them by identity
+    (:meth:`learners.learner.Learner.share_strings`). Names that are not valid feature
+    names map to themselves.
+
+    >>> import json
+    >>> names = parsed_names(["amount", "age"])
+    >>> event = Event.model_validate_json(json.dumps(
+    ...     {"event_id": "e1", "model": "m", "features": {"amount": 3.0}}))
+    >>> next(iter(event.features)) is names["amount"], sorted(names)
+    (True, ['age', 'amount'])
+    """
+    names = list(names)
+    out: dict[str, str] = {}
+    for start in range(0, len(names), MAX_FEATURES):
+        chunk = names[start:start + MAX_FEATURES]
+        doc = json.dumps({"event_id": "_", "model": "_", "features": dict.fromkeys(chunk, 0.0)})
+        try:
+            out.update((name, name) for name in Event.model_validate_json(doc).features)
+        except ValidationError:
+            out.update((name, name) for name in chunk)
+    return out
