@@ -13,7 +13,7 @@ True
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.constants import REDIS_PREFIX
@@ -118,8 +118,32 @@ class Settings(BaseSettings):
                                   description="Seconds of event time a feedback that came "
                                               "before its event waits for it.")
     log_json: bool = Field(False, description="Log one JSON object per line.")
-    log_level: str = Field("info", description="Log level of the worker.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="Log level of the worker (any case).")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     def topic(self, name: str) -> str:
         """The full name of one of the topics: events, predictions, alerts, deadletter."""
         return f"{self.topic_prefix}{name}"
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming each ``DRIFTLINE_*`` variable that is wrong and why, without the
+    values (a secret may be among them).
+
+    >>> import os
+    >>> os.environ["DRIFTLINE_TOPIC_PARTITIONS"] = "0"
+    >>> try:
+    ...     Settings()
+    ... except ValidationError as exc:
+    ...     print(settings_problem(exc))
+    invalid settings: DRIFTLINE_TOPIC_PARTITIONS: Input should be greater than 0
+    >>> del os.environ["DRIFTLINE_TOPIC_PARTITIONS"]
+    """
+    problems = [f"DRIFTLINE_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+                for error in exc.errors(include_input=False, include_url=False)]
+    return "invalid settings: " + "; ".join(problems)

@@ -7,8 +7,10 @@ as one line on stderr and exit code 1, never a traceback.
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from schemas.exceptions import DriftlineError
+from schemas.settings import Settings, settings_problem
 from streams.commands import checkpoints, demo, produce, read, services, worker
 
 app = typer.Typer(help="Driftline: online machine learning on Kafka event streams.",
@@ -27,4 +29,9 @@ def main() -> None:
         app()
     except DriftlineError as exc:
         typer.echo(f"driftline: {exc}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:  # a DRIFTLINE_* variable: one line, no value
+        if exc.title != Settings.__name__:
+            raise
+        typer.echo(f"driftline: {settings_problem(exc)}", err=True)
         sys.exit(1)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
-from schemas.exceptions import ConfigError
+from schemas.exceptions import ConfigError, DriftlineError
 from schemas.settings import Settings
 
 _SENTINEL_PORT = 26379
@@ -61,8 +61,20 @@ def make_redis(settings: Settings, **timeouts: Any) -> aioredis.Redis:
     Nothing connects until the first command. Close it with ``await client.aclose()``.
 
     Raises:
-        ConfigError: TLS files given for a plain ``redis://`` URL, or a bad sentinel URL.
+        ConfigError: TLS files given for a plain ``redis://`` URL, a bad sentinel URL, or
+            a URL redis-py cannot read (said without the URL).
     """
+    try:
+        return _make_redis(settings, timeouts)
+    except ValueError as exc:  # its text may quote the URL (and a password in it)
+        if isinstance(exc, DriftlineError):
+            raise
+        raise ConfigError("DRIFTLINE_REDIS_URL is not a valid Redis URL (expected "
+                          "redis[s]://[[user]:password@]host[:port][/db][?option=value])"
+                          ) from None
+
+
+def _make_redis(settings: Settings, timeouts: dict[str, Any]) -> aioredis.Redis:
     url = settings.redis_url.get_secret_value()
     scheme = urlsplit(url).scheme
     tls = {name: str(path) for name, path in (("ssl_ca_certs", settings.redis_ssl_cafile),

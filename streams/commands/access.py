@@ -78,9 +78,12 @@ async def check_redis(settings: Settings) -> None:
         ConfigError: Redis refused the user name or password.
         ServiceError: Redis did not answer (address, TLS, sentinel).
     """
-    parts = urlsplit(settings.redis_url.get_secret_value())
-    where = f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.port else parts.scheme
     client = make_redis(settings, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
+    parts = urlsplit(settings.redis_url.get_secret_value())  # readable: make_redis read it
+    try:
+        where = f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.port else parts.scheme
+    except ValueError:  # a port redis-py reads but urllib does not
+        where = parts.scheme
     try:
         await client.ping()
     except AuthenticationError as exc:

@@ -121,3 +121,29 @@ def test_produce_refuses_a_message_larger_than_the_worker_takes_before_connectin
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"driftline: {wide}: message 1 is 2000222 bytes; a message takes at most 1048576"]
+
+
+@pytest.mark.parametrize(("command", "variable", "value", "why"), [
+    (("worker",), "DRIFTLINE_CHECKPOINT_EVERY", "abc-s3cret",
+     "Input should be a valid integer, unable to parse string as an integer"),
+    (("worker", "--supervise"), "DRIFTLINE_SUPERVISE", "yes-s3cret",
+     "Input should be a valid boolean, unable to interpret input"),
+    (("read", "predictions"), "DRIFTLINE_LOG_LEVEL", "verbose-s3cret",
+     "Input should be 'debug', 'info', 'warning', 'error' or 'critical'"),
+])
+def test_an_invalid_setting_is_one_line_naming_the_variable_not_its_value(
+        tmp_path, command, variable, value, why):
+    result = run_cli(*command, env=env_with_path([], **{variable: value}))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"driftline: invalid settings: {variable}: {why}"]
+
+
+@pytest.mark.parametrize("url", ["redis://u:pa55word@[::1", "redis://u:pa55word@h:99999999/0",
+                                 "redis://u:pa55word@h:1/0?socket_timeout=abc"])
+def test_an_unreadable_redis_url_is_one_line_without_the_password(tmp_path, url):
+    result = run_cli("checkpoints", "list", env=env_with_path(
+        [], DRIFTLINE_REDIS_URL=url, DRIFTLINE_CHECKPOINT_KEY="k" * 40))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "driftline: DRIFTLINE_REDIS_URL is not a valid Redis URL (expected "
+        "redis[s]://[[user]:password@]host[:port][/db][?option=value])"]
