@@ -41,11 +41,33 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+#: Control characters (C0, DEL, C1, Unicode line breaks) shown escaped in a text log line:
+#: a message may quote an event's content (a model name, a dead letter's reason), which
+#: must not start a forged line nor send terminal escapes.
+_ESCAPES = {**{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+            0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped: one line, no terminal escapes.
+
+    >>> print(printable("model 'x" + chr(10) + "[2026] ERROR forged" + chr(27) + "[2J'"))
+    model 'x\\n[2026] ERROR forged\\x1b[2J'
+    """
+    return text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
-    """``time level logger: message model=… topic=… partition=… offset=…``."""
+    """``time level logger: message model=… topic=… partition=… offset=…``; the message
+    on one line (:func:`printable`), a traceback (if any) after it."""
 
     def __init__(self) -> None:
         super().__init__("[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line, with the message's control characters escaped."""
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as one text line (plus a traceback, if any)."""
