@@ -17,8 +17,13 @@ What the parent does when its child ends (:func:`verdict`):
   than 0 and 1: a new child is forked at once; after repeated quick deaths (children that
   lived less than :data:`QUICK_DEATH_S`) with a growing delay (:func:`restart_delay`).
   One log line per restart: ``worker 812 killed by SIGKILL; restarted as 833 in 2 ms``;
-- exit code 1 (a configuration or start-up error: the child's last line said why) or 0
-  (a clean stop): the parent exits with that code; restarting would fail the same way.
+- exit code 0 (a clean stop): the parent exits 0;
+- exit code 1 of the first child within :data:`QUICK_DEATH_S` of its start (a
+  configuration or start-up error: the child's last line said why): the parent exits 1,
+  restarting would fail the same way. Exit code 1 of a restarted child, or of one that
+  ran longer (Kafka or Redis unreachable when it restarts, a delivery that failed): a new
+  child with the same backoff — the settings are the ones that already worked, so the
+  cause is one that passes (as Kubernetes restarts a crashing container, without end).
 
 SIGTERM and SIGINT are forwarded to the child; the parent then exits with the child's
 status (``128 + n`` for a child killed by signal ``n``). The child gets SIGTERM when the
@@ -61,20 +66,22 @@ class Next(enum.Enum):
     EXIT = "exit"
 
 
-def verdict(status: int) -> Next:
+def verdict(status: int, ran: bool = False) -> Next:
     """Restart a child killed by a signal or exited with a code other than 0 (a clean stop)
-    and 1 (a configuration or start-up error); exit otherwise.
+    and 1 (a configuration or start-up error, unless ``ran``: the worker ran before with
+    these settings); exit otherwise.
 
     ``status``: as returned by :func:`os.waitpid`.
 
-    >>> verdict(signal.SIGKILL), verdict(3 << 8)
-    (<Next.RESTART: 'restart'>, <Next.RESTART: 'restart'>)
-    >>> verdict(0), verdict(1 << 8)
-    (<Next.EXIT: 'exit'>, <Next.EXIT: 'exit'>)
+    >>> verdict(signal.SIGKILL), verdict(3 << 8), verdict(1 << 8, ran=True)
+    (<Next.RESTART: 'restart'>, <Next.RESTART: 'restart'>, <Next.RESTART: 'restart'>)
+    >>> verdict(0), verdict(1 << 8), verdict(0, ran=True)
+    (<Next.EXIT: 'exit'>, <Next.EXIT: 'exit'>, <Next.EXIT: 'exit'>)
     """
     if os.WIFSIGNALED(status):
         return Next.RESTART
-    return Next.EXIT if os.WEXITSTATUS(status) in (0, 1) else Next.RESTART
+    code = os.WEXITSTATUS(status)
+    return Next.EXIT if code == 0 or (code == 1 and not ran) else Next.RESTART
 
 
 def exit_code(status: int) -> int:
@@ -170,6 +177,7 @@ def _watch(child: _Child, parent: int, unblocked: set[signal.Signals]) -> int | 
     the code the parent exits with (``None`` in a new child)."""
     quick = 0
     stopping = False
+    restarted = False
     while True:
         got = signal.sigwait(_WAITED)
         if got != signal.SIGCHLD:  # SIGTERM, SIGINT: the child stops, then the parent
@@ -180,12 +188,16 @@ def _watch(child: _Child, parent: int, unblocked: set[signal.Signals]) -> int | 
         if pid == 0:  # another child's SIGCHLD (none is expected)
             continue
         died = time.monotonic()
-        if stopping or verdict(status) is Next.EXIT:
+        ran = restarted or died - child.started >= QUICK_DEATH_S
+        if stopping or verdict(status, ran) is Next.EXIT:
             return exit_code(status)
         quick = quick + 1 if died - child.started < QUICK_DEATH_S else 1
         delay = restart_delay(quick)
         if delay and signal.sigtimedwait(_STOP, delay) is not None:
-            return 0  # asked to stop while no child runs
+            log.warning("worker %d %s; stopped while waiting %.1f s to restart it", child.pid,
+                        describe(status), delay)
+            return exit_code(status)  # asked to stop while no child runs: how the last ended
+        restarted = True
         old = child.pid
         forked = _fork(parent, unblocked)
         if forked is None:

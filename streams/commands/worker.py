@@ -79,6 +79,11 @@ def worker(supervise: Annotated[bool, typer.Option(
     check_web_port(settings)
     if supervise or settings.supervise:  # returns in the worker child; the parent exits
         logs.configure(settings.log_level, settings.log_json)
+        if settings.instance_id is None:
+            log.warning("--supervise without DRIFTLINE_INSTANCE_ID: a restarted worker gets "
+                        "its partitions back only after the group's session timeout "
+                        "(DRIFTLINE_SESSION_TIMEOUT); set a unique DRIFTLINE_INSTANCE_ID per "
+                        "worker to take them back at once")
         supervisor.supervise()
     loop = asyncio.new_event_loop()  # not the current loop: Faust makes its own
     try:

@@ -27,6 +27,8 @@ import logging, os, signal, sys, time
 from pathlib import Path
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 from streams import supervisor
+if len(sys.argv) > 3:
+    supervisor.BACKOFF_FIRST_S = float(sys.argv[3])
 supervisor.supervise()
 runs, plan = Path(sys.argv[1]), sys.argv[2].split(",")
 turn = len(runs.read_text().split()) if runs.exists() else 0
@@ -47,9 +49,9 @@ while True:
 """
 
 
-def start(tmp_path: Path, plan: str) -> tuple[subprocess.Popen[str], Path]:
+def start(tmp_path: Path, plan: str, *backoff: str) -> tuple[subprocess.Popen[str], Path]:
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(runs), plan], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(runs), plan, *backoff], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     return proc, runs
@@ -141,3 +143,32 @@ def test_the_restart_delay_grows_and_is_bounded(quick):
     (signal.SIGTERM, supervisor.Next.RESTART)])
 def test_which_ends_are_restarted(status, expected):
     assert supervisor.verdict(status) is expected
+
+
+def test_exit_code_1_of_a_restarted_child_is_restarted_with_backoff(tmp_path):
+    """Kill -9, then the new child cannot start (Redis down at that moment, say): the
+    settings worked before, so the parent keeps restarting (attacker review, newcomer M4)."""
+    proc, runs = start(tmp_path, "kill,exit1,exit1,exit0")
+    code, out = finish(proc)
+    assert code == 0
+    assert len(pids(runs)) == 4
+    assert len(re.findall(r"exited with code 1; restarted as", out)) == 2
+
+
+def test_sigterm_while_waiting_to_restart_exits_with_the_last_childs_status(tmp_path):
+    proc, runs = start(tmp_path, "kill,kill,wait", "30")  # the second quick death waits 30 s
+    wait_for(lambda: len(pids(runs)) == 2 and not _alive(pids(runs)[1]), 30,
+             "second child died")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code == 128 + signal.SIGKILL  # not 0: the last worker did not stop cleanly
+    assert len(pids(runs)) == 2
+    assert re.search(rf"worker {pids(runs)[1]} killed by SIGKILL; stopped while waiting", out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
