@@ -43,7 +43,6 @@ learners.exceptions.EventRefused: the model's labels are bool; this label is str
 import copy
 import io
 import math
-import pickle
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -682,16 +681,16 @@ def _inline_copy(model: Any, canonical: Mapping[str, str] | None = None) -> Any:
     True
     """
     out, strings = io.BytesIO(), _Strings()
+    # Any failure (a refused object, a ValueError from a __reduce__, a RecursionError from
+    # a deep structure) leaves the model as it is: the copy is an optimisation, the model
+    # already learned the event.
     try:
         _SharedStringPickler(out, strings).dump(model)
-    except (pickle.PicklingError, AttributeError, TypeError, UnsupportedObject):  # as dumps
-        return model
-    try:
         unpickler = _SharedStringUnpickler(io.BytesIO(out.getvalue()), buffers=())
         unpickler.strings = (strings.objects if canonical is None else
                              [canonical.get(s, s) for s in strings.objects])
         return canonical_sets(unpickler.load())
-    except UnsupportedObject:
+    except Exception:
         return model
 
 

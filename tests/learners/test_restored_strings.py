@@ -35,3 +35,28 @@ def test_a_restored_learner_uses_the_parsers_feature_name_objects_and_predicts_t
     for e in stream[40:]:  # same state: bit-identical from here on
         assert restored.step(e.features, e.label).scores == learner.step(
             e.features, e.label).scores
+
+
+class _Odd:
+    def __reduce_ex__(self, protocol):
+        raise ValueError("nope")
+
+
+def test_a_copy_that_fails_in_any_way_leaves_the_model_as_it_is():
+    """The copy after a transaction or a restore is an optimisation: a ValueError or a
+    RecursionError from the model must not escape the step (attacker review)."""
+    from river import preprocessing
+
+    from learners.learner import _inline_copy
+
+    odd = preprocessing.StandardScaler()
+    odd.learn_one({"a": 1.0})
+    odd.extra = _Odd()
+    deep = preprocessing.StandardScaler()
+    deep.extra = nested = []
+    for _ in range(200_000):
+        nested.append([])
+        nested = nested[0]
+    for model in (odd, deep):
+        assert _inline_copy(model) is model
+        assert _inline_copy(model, {"a": "a"}) is model
