@@ -8,7 +8,7 @@ Messages never hold a secret of the settings (:func:`_scrub`).
 import asyncio
 import socket
 import ssl
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
@@ -23,16 +23,29 @@ from streams.redis_client import make_redis
 _TIMEOUT = 10.0
 
 
-def _scrub(text: str, settings: Settings) -> str:
-    """``text`` with every secret of ``settings`` replaced by ``***``, on one line.
+#: Shorter secrets are not searched for in messages (see :func:`_scrub`).
+_SCRUB_MIN = 4
 
-    >>> _scrub("bad pw s3cret\\nmore", Settings(kafka_sasl_password="s3cret"))
-    'bad pw *** more'
+
+def _scrub(text: str, settings: Settings) -> str:
+    """``text`` with every secret of ``settings`` (as given, and URL-encoded) replaced by
+    ``***``, on one line. A secret of fewer than :data:`_SCRUB_MIN` characters (or only
+    blanks) is not searched for: replacing it everywhere would spell it out (``1`` masks
+    ``127.0.0.1`` as ``***27.0.0.***``) — such a secret is no secret anyway.
+
+    >>> _scrub("bad pw s3cret\\nmore p%40ss", Settings(kafka_sasl_password="s3cret",
+    ...                                              redis_password="p@ss"))
+    'bad pw *** more ***'
+    >>> _scrub("cannot reach 127.0.0.1", Settings(redis_password="1"))
+    'cannot reach 127.0.0.1'
     """
     for secret in (settings.kafka_sasl_password, settings.redis_password,
                    settings.redis_url, settings.checkpoint_key):
-        if secret is not None and secret.get_secret_value():
-            text = text.replace(secret.get_secret_value(), "***")
+        value = "" if secret is None else secret.get_secret_value()
+        if len(value.strip()) < _SCRUB_MIN:
+            continue
+        for form in sorted({value, quote(value, safe=""), quote(value)}, key=len, reverse=True):
+            text = text.replace(form, "***")
     return " ".join(text.split())
 
 
