@@ -21,7 +21,7 @@ from learners.registry import ModelRegistry
 from schemas import constants
 from schemas.settings import Settings
 from streams import incidents, web
-from streams.kafka_clients import ensure_topics
+from streams.kafka_clients import ensure_changelogs, ensure_topics
 from streams.kafka_security import faust_credentials
 from streams.metrics import Metrics
 from streams.processor import EventProcessor
@@ -57,6 +57,9 @@ class DriftlineApp(faust.App):
         await super().on_start()
         if self.settings is not None:
             await ensure_topics(self.settings)
+            await ensure_changelogs(self.settings, {
+                table.changelog_topic_name: table.partitions or self.conf.topic_partitions
+                for table in self.tables.values()})
         if self.scoring is not None:
             await self.add_runtime_dependency(self.scoring)
 

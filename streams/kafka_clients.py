@@ -186,6 +186,24 @@ async def ensure_topics(settings: Settings) -> None:
                           "(same key, same partition count)")
 
 
+async def ensure_changelogs(settings: Settings, partitions: dict[str, int]) -> None:
+    """Create the Faust tables' changelog topics (name -> partition count; compacted, as
+    Faust declares them) that do not exist yet, before Faust's consumer subscribes to them.
+
+    Faust checks a table's changelog against its source topic by the partition counts in
+    its consumer's subscription metadata; a changelog topic Faust creates after that
+    snapshot is counted with 0 partitions until the next metadata refresh, and the first
+    table write then crashes the agent (``PartitionsMismatch``: seen under load after a
+    restart, the incidents agent dead while the worker scored on).
+    """
+    compact = {"cleanup.policy": "compact", "max.message.bytes": str(settings.max_fetch_bytes)}
+    created = await create_topics(settings, partitions,
+                                  configs={name: compact for name in partitions},
+                                  replication=settings.topic_replication)
+    if created:
+        log.info("created changelog topics %s", ", ".join(created))
+
+
 async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
     """The partition count of each of ``topics`` that exists (the missing ones are not
     described: a metadata request may auto-create them with the broker's default count)."""
