@@ -96,7 +96,9 @@ class Metrics:
             "Assignments whose checkpoint or committed offset lay past the log end (topic "
             "deleted, re-created or truncated).", ["partition"], registry=r)
         self.checkpoint_age = Gauge("driftline_checkpoint_age_seconds",
-                                    "Seconds since the last good checkpoint.", ["partition"],
+                                    "Seconds since the partition's last checkpoint was "
+                                    "written, while events wait for one (0 when every "
+                                    "processed event is in a checkpoint).", ["partition"],
                                     registry=r)
         self.lag = Gauge("driftline_consumer_lag", "High watermark minus position.",
                          ["partition"], registry=r)

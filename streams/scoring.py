@@ -256,8 +256,11 @@ class ScoringLoop:
             high = self.consumer.highwater(TopicPartition(self.topic, partition))
             if high is not None:
                 m.lag.labels(partition=str(partition)).set(max(0, high - state.delivered - 1))
-            if state.durable_at is not None:
-                m.checkpoint_age.labels(partition=str(partition)).set(now - state.durable_at)
+            if state.durable_at is not None:  # an idle, checkpointed partition is not stale
+                pending = (state.processed > state.durable
+                           or state.fb.processed > state.fb.durable)
+                m.checkpoint_age.labels(partition=str(partition)).set(
+                    now - state.durable_at if pending else 0.0)
         model_gauges(m, self.partitions)
 
 

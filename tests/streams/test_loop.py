@@ -415,3 +415,27 @@ def test_a_failed_send_in_flight_stops_the_loop_and_checkpoints_nothing_past_it(
     assert store.saved[0]["default"][0] == 2
     assert consumer.committed(0) == 3
     assert isinstance(loop.fatal, RuntimeError)
+
+
+def test_the_checkpoint_age_is_zero_while_nothing_waits_for_a_checkpoint():
+    """An idle partition whose events are all checkpointed is not stale (newcomer: the
+    critical DriftlineCheckpointStale alert fired for idle partitions of a busy worker)."""
+    async def go():
+        loop, _consumer, _sender, store, cp = make_loop()
+        cp.start()
+        await assign(loop, 0)
+        await loop.handle([loop_record(0, i) for i in range(3)])
+        await wait_until(lambda: loop.partitions.get(0).durable == 2)
+        loop.refresh_gauges()
+        idle = loop.metrics.checkpoint_age.labels(partition="0")._value.get()
+        store.hold = True  # the next checkpoint does not land
+        await loop.handle([loop_record(0, 3)])
+        loop.partitions.get(0).durable_at -= 30.0  # the last one was written 30 s ago
+        loop.refresh_gauges()
+        waiting = loop.metrics.checkpoint_age.labels(partition="0")._value.get()
+        store.gate.set()
+        await cp.stop()
+        return idle, waiting
+    idle, waiting = run(go())
+    assert idle == 0.0
+    assert waiting >= 30.0
