@@ -27,6 +27,9 @@ from streams.localservices.secure import Credentials
 KAFKA_ENV = "DRIFTLINE_KAFKA_BOOTSTRAP"
 REDIS_ENV = "DRIFTLINE_REDIS_URL"
 _STATE = "services.json"
+#: Addresses of services ``up`` started that are gone (stopped by ``down`` or dead): the
+#: exports a shell still holds after ``down`` are not "elsewhere".
+_GONE = "gone.json"
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,12 @@ def up(kafka_port: int | None = None, redis_port: int | None = None,
     ``secure``: Kafka's listener is SASL_SSL (SCRAM-SHA-512) and redis-server speaks TLS
     to one ACL user only; :attr:`Addresses.security` then holds their credentials.
     """
-    state = {name: entry for name, entry in _read_state().items() if _alive(entry)}
+    recorded = _read_state()
+    state = {name: entry for name, entry in recorded.items() if _alive(entry)}
+    gone = _gone() | {str(e["address"]) for n, e in recorded.items() if n not in state}
     base = run_dir()
-    kafka = _pointed_elsewhere(state, "kafka", KAFKA_ENV)
-    redis_url = _pointed_elsewhere(state, "redis", REDIS_ENV)
+    kafka = _pointed_elsewhere(state, "kafka", KAFKA_ENV, gone)
+    redis_url = _pointed_elsewhere(state, "redis", REDIS_ENV, gone)
     creds = _credentials(state, secure)
     if not kafka and "kafka" not in state:
         shutil.rmtree(base / "kafka", ignore_errors=True)
@@ -109,19 +114,29 @@ def up(kafka_port: int | None = None, redis_port: int | None = None,
                      redis_url=redis_url or str(state["redis"]["address"]), security=security)
 
 
-def _pointed_elsewhere(state: dict[str, dict[str, object]], name: str, env: str) -> str | None:
-    """The address in ``env`` when it is not that of the running service ``up`` started.
+def _pointed_elsewhere(state: dict[str, dict[str, object]], name: str, env: str,
+                      gone: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The address in ``env`` when it is not that of the running service ``up`` started,
+    nor of one it started that is gone.
 
     The exports ``up`` printed point at its own services: seeing them again (the README's
     ``eval "$(driftline services up)"`` run twice in one shell) is no reason to forget
     those services, and the services keep being recorded either way so ``down`` stops them.
+    After ``down``, the same exports point at nothing: ``up`` starts new services (it used
+    to print the dead addresses again and start nothing).
 
     >>> _pointed_elsewhere({"kafka": {"address": "127.0.0.1:9092"}}, "kafka", "UNSET_VAR")
     """
     pointed = os.environ.get(env)
-    if not pointed or (name in state and state[name].get("address") == pointed):
+    if not pointed or pointed in gone or (
+            name in state and state[name].get("address") == pointed):
         return None
     return pointed
+
+
+def _gone() -> set[str]:
+    path = _state_path().with_name(_GONE)
+    return set(json.loads(path.read_text())) if path.exists() else set()
 
 
 def _write_state(state: dict[str, dict[str, object]]) -> None:
@@ -138,11 +153,15 @@ def status() -> dict[str, dict[str, object]]:
 def down() -> list[str]:
     """Stop every service ``up`` started; return the names stopped."""
     stopped = []
-    for name, entry in _read_state().items():
+    state = _read_state()
+    for name, entry in state.items():
         pid = entry.get("pid")
         if isinstance(pid, int) and _alive(entry):
             ManagedProcess(pid=pid).stop(timeout=20.0)
             stopped.append(name)
+    gone = _gone() | {str(e["address"]) for e in state.values() if e.get("address")}
+    if gone:
+        _state_path().with_name(_GONE).write_text(json.dumps(sorted(gone)))
     _state_path().unlink(missing_ok=True)
     return stopped
 

@@ -70,6 +70,17 @@ def test_up_again_with_its_own_exports_reuses_and_keeps_recording(tmp_path):
         down = run_cli("services", "down", env={**env, **exports}, timeout=START)
     assert down.stdout.strip() == "stopped: kafka, redis", down.stdout + down.stderr
     wait_for(lambda: service_processes(run) == [], STOP, "the services' processes to end")
+    # The same shell, its exports now pointing at nothing: `up` starts new services.
+    fresh = run_cli("services", "up", env={**env, **exports}, timeout=START)
+    try:
+        assert fresh.returncode == 0, fresh.stderr
+        state = json.loads((tmp_path / "run" / "services.json").read_text())
+        assert sorted(state) == ["kafka", "redis"]
+        assert len(service_processes(run)) == 2
+    finally:
+        down = run_cli("services", "down", env={**env, **exports}, timeout=START)
+    assert down.stdout.strip() == "stopped: kafka, redis", down.stdout + down.stderr
+    wait_for(lambda: service_processes(run) == [], STOP, "the services' processes to end")
 
 
 def test_pointed_elsewhere_is_not_started(tmp_path, kafka, redis_server):
