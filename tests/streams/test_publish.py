@@ -54,6 +54,20 @@ class RecordingSender:
         self.acked.extend(outputs)
 
 
+def assert_all_delivered_and_in_step_with_the_acks(proc, sender, batch):
+    """Every partition delivered up to its last record, and at each send, what the states
+    said was delivered is exactly what the broker had acknowledged before it."""
+    for p, state in proc.partitions.items():
+        assert state.delivered == state.processed == max(
+            (r.offset for r in batch if r.partition == p), default=-1)
+    acked = 0
+    for size, delivered in sender.calls:  # at each send: delivered == what was acked before
+        for p, offset in delivered.items():
+            before = [r for r in batch[:acked] if r.partition == p]
+            assert offset == (before[-1].offset if before else -1)
+        acked += size
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 40), chunks=st.integers(1, 5), two=st.booleans())
 def test_every_output_sent_once_in_order_and_delivered_only_after_its_ack(n, chunks, two):
@@ -66,15 +80,7 @@ def test_every_output_sent_once_in_order_and_delivered_only_after_its_ack(n, chu
     assert result.processed == n
     assert [o.value for o in sender.acked] == [o.value for o in result.outputs]
     assert len(result.outputs) == n and result.scored == {"default": n}
-    for p, state in proc.partitions.items():
-        assert state.delivered == state.processed == max(
-            (r.offset for r in batch if r.partition == p), default=-1)
-    acked = 0
-    for size, delivered in sender.calls:  # at each send: delivered == what was acked before
-        for p, offset in delivered.items():
-            before = [r for r in batch[:acked] if r.partition == p]
-            assert offset == (before[-1].offset if before else -1)
-        acked += size
+    assert_all_delivered_and_in_step_with_the_acks(proc, sender, batch)
 
 
 def test_a_failed_first_part_fails_the_partitions_and_delivers_nothing():
@@ -134,15 +140,7 @@ def test_slices_held_in_flight_keep_order_and_count_as_delivered_only_after_thei
     outputs = asyncio.run(go())
     assert [o.value for o in sender.acked] == [o.value for o in outputs]
     assert len(outputs) == len(batch)
-    for p, state in proc.partitions.items():
-        assert state.delivered == state.processed == max(
-            (r.offset for r in batch if r.partition == p), default=-1)
-    acked = 0
-    for size, delivered in sender.calls:  # at each send: delivered == what was acked before
-        for p, offset in delivered.items():
-            before = [r for r in batch[:acked] if r.partition == p]
-            assert offset == (before[-1].offset if before else -1)
-        acked += size
+    assert_all_delivered_and_in_step_with_the_acks(proc, sender, batch)
 
 
 def test_a_failed_send_in_flight_fails_the_partitions_of_both_slices():
