@@ -112,13 +112,6 @@ class InFlight:
             raise
         _deliver(partitions, self.result)
 
-    async def abandon(self) -> None:
-        """Cancel the send (its partitions are failed by the caller)."""
-        if not self.sending.done():
-            self.sending.cancel()
-        with contextlib.suppress(BaseException):
-            await self.sending
-
 
 async def process_and_publish(records: Sequence[Record], processor: EventProcessor,
                               sender: Sender, max_seconds: float,
@@ -162,12 +155,10 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
             total = result if total is None else merge(total, result)
             if result.processed < len(part):  # the deadline passed: the rest comes next
                 break
-        if sending is not None and sent is not None:
-            if hold:
-                return (total if total is not None else processor.process_batch(records),
-                        InFlight(sending, sent))
+        if sending is not None and sent is not None and not hold:
             await sending
             _deliver(partitions, sent)
+            sending = sent = None
     except BaseException:
         if sending is not None and not sending.done():
             sending.cancel()
@@ -181,4 +172,6 @@ async def process_and_publish(records: Sequence[Record], processor: EventProcess
         for partition in failed:
             partitions.fail(partition)
         raise
-    return (total if total is not None else processor.process_batch(records)), None
+    if total is None:  # no records: an empty result
+        total = processor.process_batch(records)
+    return total, (None if sending is None or sent is None else InFlight(sending, sent))
